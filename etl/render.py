@@ -92,6 +92,7 @@ class Renderer:
             autoescape=False,
             trim_blocks=True,
             lstrip_blocks=True,
+            extensions=["jinja2.ext.do"],
         )
         self.env.filters["ident"] = _ident_filter
 

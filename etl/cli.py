@@ -1,0 +1,130 @@
+"""Command line: arguments -> runner calls; exit codes. No SQL here.
+
+Exit codes: 0 success, 1 a table or database failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from etl.errors import ConfigError, EtlError
+from etl.settings import Settings, mask_secrets
+
+log = logging.getLogger("etl")
+
+
+class _MaskingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etl", description="Incremental, tracked ETL for OpenDental.")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("migrate", help="create the replica and analytics databases if missing; upgrade both tracking schemas")
+    demo = sub.add_parser("demo-data", help="(re)create the demo source database with seeded OpenDental-like data")
+    demo.add_argument("--scale", type=float, default=0.05, help="fraction of a real clinic's row counts (default 0.05)")
+    demo.add_argument("--seed", type=int, default=42)
+    sub.add_parser("init-tracking", help="create missing tracking rows (status pending) for every configured table")
+    status = sub.add_parser("status", help="per table and phase: status, watermark, rows, last run")
+    status.add_argument("--json", action="store_true")
+    sub.add_parser("check-config", help="validate tables.yml against the live source schema")
+    for name, text in (("copy", "source MySQL -> replica MySQL"), ("load", "replica MySQL -> PostgreSQL raw"),
+                       ("run", "copy, then load")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("tables", nargs="*", metavar="TABLE", help="configured tables (default: all)")
+        p.add_argument("--full", action="store_true", help="refresh in full, ignoring stored watermarks")
+    render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
+    render.add_argument("phase", choices=("copy", "load"))
+    render.add_argument("table")
+    render.add_argument("--strategy", choices=("full", "primary", "fallback"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return _dispatch(args)
+    except EtlError as exc:
+        for line in mask_secrets(str(exc)).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, no secrets, traceback only on request
+        if args.verbose:
+            log.exception("unexpected error")
+        print(f"error: {mask_secrets(f'{type(exc).__name__}: {exc}').splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    settings = Settings.load()
+    if args.command == "migrate":
+        from etl.migrate import migrate
+        for line in migrate(settings):
+            print(line)
+        return 0
+    if args.command == "demo-data":
+        from etl.demo import build_demo_source
+        counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed)
+        for table, rows in counts.items():
+            print(f"{table:<16} {rows:>10,} rows")
+        return 0
+
+    from etl.config import load_config
+    config = load_config(settings.tables_path)
+    if args.command == "check-config":
+        from etl.check import check_config
+        problems = check_config(settings, config)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{len(problems)} problem(s) found", file=sys.stderr)
+            return ConfigError.exit_code
+        print(f"{settings.tables_path}: {len(config.tables)} tables OK against the source")
+        return 0
+    if args.command == "init-tracking":
+        from etl.status import init_tracking
+        result = init_tracking(settings, config)
+        for phase, created in result["created"].items():
+            print(f"{phase:<10} created {created}, existed {result['existing'][phase]}")
+        if result["not_configured"]:
+            print(f"tracking rows of tables no longer configured (kept): {', '.join(result['not_configured'])}")
+        return 0
+    if args.command == "status":
+        from etl.status import format_status, status_report
+        report = status_report(settings, config)
+        print(json.dumps(report, indent=2, default=str) if args.json else format_status(report))
+        return 0
+    if args.command == "render":
+        from etl.inspect import render_table
+        print(render_table(settings, config, args.phase, args.table, strategy=args.strategy))
+        return 0
+    if args.command in ("copy", "load", "run"):
+        from etl.runner import run_phases
+        phases = ["copy", "load"] if args.command == "run" else [args.command]
+        results = run_phases(settings, config, phases, args.tables, full=args.full)
+        failed = [r for r in results if not r.ok]
+        print(f"{len(results) - len(failed)} table runs succeeded, {len(failed)} failed")
+        for r in failed:
+            print(f"  {r.phase} {r.table}: {r.error}")
+        return 1 if failed else 0
+    raise AssertionError(args.command)

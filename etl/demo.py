@@ -1,0 +1,357 @@
+"""A deterministic, OpenDental-like *demo* source database, for trying and testing the ETL.
+
+Everything here is made-up demo data; nothing comes from a real clinic except the shape: the twelve
+tables of ``etl/demo_tables.yml`` (a vendored extract of the OpenDental fact sheet) are created with
+their production types, defaults, keys and ``ENGINE=MyISAM``, then each is filled by one
+``INSERT ... SELECT ... FROM seq_1_to_N`` statement (MariaDB's SEQUENCE engine), rendered from
+``sql_templates/mysql/demo/``. Every generated value is a function of (seed, row number) through
+CRC32 arithmetic, except that timestamps are placed relative to an anchor hour (``as_of``); so two
+builds with the same seed in the same hour (or with the same ``as_of``) are identical row for row.
+
+The data carries OpenDental's quirks on purpose: ``0001-01-01`` sentinel dates and ``0000-00-00``
+zero dates, empty strings next to NULLs, doubles with cents, unsigned tinyints above 127, TIME values
+above 24 hours and below zero, multi-kilobyte notes, and thousands of rows sharing one DateTStamp
+second (bulk edits). Every row's timestamps lie at least one hour before ``as_of``; business dates and
+times (appointments) may lie in the future, as they do in a real schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Mapping, NoReturn, Sequence
+
+import pymysql
+import yaml
+from sqlalchemy.engine import URL
+
+from etl.db import execute, mysql_connect
+from etl.errors import ConfigError, EtlError, PhaseError, RenderError
+from etl.render import Ident, Statement, render
+from etl.settings import mask_url
+
+DEMO_TABLES_PATH = Path(__file__).with_name("demo_tables.yml")
+
+#: Every table gets at least this many rows, so that the quirks pinned to small row numbers exist.
+MIN_ROWS = 10
+#: Timestamps spread over this many days before the anchor (about three years).
+SPAN_DAYS = 1095
+#: The SEQUENCE engine's largest practical table; far above scale 1.0 (securitylog: 4.7 million).
+MAX_ROWS = 100_000_000
+
+STRATEGIES = ("full_table", "incremental", "incremental_chunked")
+ENGINES = ("MyISAM", "InnoDB")
+
+# What may reach DDL unquoted. Column types as SHOW CREATE TABLE writes them; defaults are SQL
+# literals: NULL, a (signed) number, a quoted date/datetime/time or the empty string, current_timestamp().
+_TYPE = re.compile(
+    r"^(?:(?:tinyint|smallint|mediumint|int|bigint)\([0-9]{1,2}\)(?: unsigned)?"
+    r"|(?:var)?char\([0-9]{1,5}\)"
+    r"|double|float|date|datetime|timestamp|time"
+    r"|tinytext|text|mediumtext|longtext)$"
+)
+_DEFAULT = re.compile(
+    r"^(?:NULL|-?[0-9]{1,20}(?:\.[0-9]{1,10})?|''"
+    r"|'[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2}:[0-9]{2}:[0-9]{2})?'"
+    r"|'-?[0-9]{2,3}:[0-9]{2}:[0-9]{2}'"
+    r"|current_timestamp\(\))$"
+)
+_COLLATION = re.compile(r"^(utf8mb3|utf8mb4|latin1)_[a-z0-9_]{1,40}$")
+_COLUMN_KEYS = {"name", "type", "not_null", "default", "collate", "auto_increment", "on_update_current_timestamp"}
+_TABLE_KEYS = {
+    "engine", "primary_key", "columns", "estimated_rows", "extraction_strategy",
+    "incremental_columns", "primary_incremental_column", "sync_profile",
+}
+
+# Fill order: referenced tables first (the fills only use row counts, but a reader expects it).
+FILL_ORDER = (
+    "definition", "provider", "recalltype", "procedurecode", "patient", "appointment",
+    "procedurelog", "claimproc", "payment", "paysplit", "commlog", "securitylog",
+)
+
+
+@dataclass(frozen=True)
+class DemoColumn:
+    name: Ident
+    type: str
+    not_null: bool
+    default: str | None
+    collate: str | None
+    auto_increment: bool
+    on_update_current_timestamp: bool
+
+    @property
+    def charset(self) -> str | None:
+        return self.collate.split("_", 1)[0] if self.collate else None
+
+    @property
+    def kind(self) -> str:
+        """The family the fill macros use: int, real, string, text, date, datetime, timestamp, time."""
+        base = self.type.split("(", 1)[0]
+        if base.endswith("int"):
+            return "int"
+        if base in ("double", "float"):
+            return "real"
+        if base in ("char", "varchar"):
+            return "string"
+        if base.endswith("text"):
+            return "text"
+        return base
+
+
+@dataclass(frozen=True)
+class DemoTable:
+    name: Ident
+    engine: str
+    columns: tuple[DemoColumn, ...]
+    primary_key: tuple[Ident, ...]
+    estimated_rows: int
+    extraction_strategy: str
+    incremental_columns: tuple[Ident, ...]
+    primary_incremental_column: Ident
+
+    @property
+    def column_names(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns)
+
+
+def _fail(message: str) -> NoReturn:
+    """Called from the fill templates when an expression names a column the table does not have."""
+    raise RenderError(message)
+
+
+def _ident(value: Any, where: str) -> Ident:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a name, got {value!r}")
+    try:
+        return Ident(value)
+    except RenderError:
+        raise ConfigError(f"{where}: {value!r} is not a plain identifier") from None
+
+
+def _parse_column(raw: Any, where: str) -> DemoColumn:
+    if not isinstance(raw, dict) or "name" not in raw or "type" not in raw:
+        raise ConfigError(f"{where}: a column needs `name` and `type`")
+    name = _ident(raw["name"], where)
+    where = f"{where} column {name}"
+    unknown = set(raw) - _COLUMN_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    col_type, default, collate = raw["type"], raw.get("default"), raw.get("collate")
+    if not isinstance(col_type, str) or not _TYPE.match(col_type):
+        raise ConfigError(f"{where}: type {col_type!r} is not a MySQL type this demo accepts")
+    if default is not None and (not isinstance(default, str) or not _DEFAULT.match(default)):
+        raise ConfigError(f"{where}: default {default!r} is not a plain SQL literal")
+    if collate is not None and (not isinstance(collate, str) or not _COLLATION.match(collate)):
+        raise ConfigError(f"{where}: collation {collate!r} is not a known collation name")
+    flags = {}
+    for key in ("not_null", "auto_increment", "on_update_current_timestamp"):
+        flags[key] = raw.get(key, False)
+        if not isinstance(flags[key], bool):
+            raise ConfigError(f"{where}: `{key}` must be true or false")
+    return DemoColumn(name=name, type=col_type, default=default, collate=collate, **flags)
+
+
+def _parse_table(name: str, raw: Any, path: Path) -> DemoTable:
+    where = f"{path.name}: table {name}"
+    table = _ident(name, where)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    unknown = set(raw) - _TABLE_KEYS
+    missing = _TABLE_KEYS - {"sync_profile"} - set(raw)
+    if unknown or missing:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}, missing key(s) {sorted(missing)}")
+    columns = tuple(_parse_column(c, where) for c in raw["columns"] or ())
+    names = [c.name for c in columns]
+    if not columns or len(set(names)) != len(names):
+        raise ConfigError(f"{where}: `columns` must list each column once")
+
+    def existing(key: str, values: Any) -> tuple[Ident, ...]:
+        values = values if isinstance(values, list) else [values]
+        out = tuple(_ident(v, f"{where} `{key}`") for v in values)
+        for v in out:
+            if v not in names:
+                raise ConfigError(f"{where}: `{key}` names column {v}, which the table does not have")
+        return out
+
+    if raw["engine"] not in ENGINES:
+        raise ConfigError(f"{where}: engine {raw['engine']!r} is not one of {', '.join(ENGINES)}")
+    if raw["extraction_strategy"] not in STRATEGIES:
+        raise ConfigError(f"{where}: extraction_strategy must be one of {', '.join(STRATEGIES)}")
+    rows = raw["estimated_rows"]
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise ConfigError(f"{where}: estimated_rows must be a whole number >= 0")
+    incremental = existing("incremental_columns", raw["incremental_columns"])
+    (primary_inc,) = existing("primary_incremental_column", raw["primary_incremental_column"])
+    if primary_inc not in incremental:
+        raise ConfigError(f"{where}: primary_incremental_column {primary_inc} is not in incremental_columns")
+    return DemoTable(
+        name=table,
+        engine=raw["engine"],
+        columns=columns,
+        primary_key=existing("primary_key", raw["primary_key"]),
+        estimated_rows=rows,
+        extraction_strategy=raw["extraction_strategy"],
+        incremental_columns=incremental,
+        primary_incremental_column=primary_inc,
+    )
+
+
+def load_demo_tables(path: Path = DEMO_TABLES_PATH) -> dict[str, DemoTable]:
+    """Parse and validate the vendored extract; ConfigError names the file, table, column and key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the demo table extract: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tables"), dict):
+        raise ConfigError(f"{path}: expected a top-level `tables:` mapping")
+    return {name: _parse_table(name, body, path) for name, body in raw["tables"].items()}
+
+
+@functools.lru_cache(maxsize=1)
+def demo_tables() -> dict[str, DemoTable]:
+    tables = load_demo_tables()
+    if set(tables) != set(FILL_ORDER):
+        raise ConfigError(f"{DEMO_TABLES_PATH.name}: expected exactly the tables {', '.join(FILL_ORDER)}")
+    return tables
+
+
+def demo_row_counts(scale: float) -> dict[str, int]:
+    """Rows per demo table at `scale` (1.0 = the clinic of the fact sheet; procedurelog 818,050).
+
+    Full-table lookups keep at least their real size; every table has at least MIN_ROWS rows.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ConfigError(f"demo-data: scale must be a number above 0, got {scale!r}")
+    counts = {}
+    for name in FILL_ORDER:
+        table = demo_tables()[name]
+        rows = round(table.estimated_rows * scale)
+        if table.extraction_strategy == "full_table":
+            rows = max(rows, table.estimated_rows)
+        counts[name] = max(rows, MIN_ROWS)
+        if counts[name] > MAX_ROWS:
+            raise ConfigError(f"demo-data: scale {scale} asks for {counts[name]:,} {name} rows (limit {MAX_ROWS:,})")
+    return counts
+
+
+def _anchor(as_of: datetime | None) -> datetime:
+    """The latest timestamp any row may carry: one hour before `as_of` (default now), on the hour, UTC."""
+    moment = as_of or datetime.now(timezone.utc)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def _seq_table(rows: int) -> Ident:
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_ROWS:
+        raise ConfigError(f"demo-data: row count {rows!r} is out of range")
+    return Ident(f"seq_1_to_{rows}")
+
+
+def _run(conn: pymysql.Connection, statement: Statement, pool: Mapping[str, Any] | None = None) -> int:
+    """Execute with the binds the statement uses, taken from `pool` (a missing one is an error)."""
+    pool = pool or {}
+    params = {name: pool[name] for name in statement.binds if name in pool}
+    with conn.cursor() as cur:
+        execute(cur, statement, params)
+        return cur.rowcount
+
+
+def build_demo_source(
+    source_url: URL,
+    *,
+    scale: float = 0.05,
+    seed: int = 42,
+    tables: list[str] | None = None,
+    as_of: datetime | None = None,
+) -> dict[str, int]:
+    """Drop and re-create the database named in `source_url` and fill it with DEMO data.
+
+    **Destructive**: ``DROP DATABASE`` first, then ``CREATE DATABASE ... utf8mb4``; meant for a demo or
+    test server, never for a real OpenDental database. Creates `tables` (default: all twelve demo
+    tables) from ``etl/demo_tables.yml`` and fills each with one INSERT ... SELECT. The rows are a
+    deterministic function of `seed` and the row number; timestamps lie within ~3 years before the hour
+    preceding `as_of` (default: now). Returns the rows written per table.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"demo-data: seed must be a whole number >= 0, got {seed!r}")
+    if not source_url.database:
+        raise ConfigError(f"demo-data: the source URL {mask_url(source_url)} names no database")
+    database = _ident(source_url.database, "demo-data: the source database name")
+    known = demo_tables()
+    wanted = list(FILL_ORDER) if tables is None else list(dict.fromkeys(tables))
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(f"demo-data: {name!r} is not a demo table (one of {', '.join(FILL_ORDER)})")
+    counts = demo_row_counts(scale)
+    anchor = _anchor(as_of)
+    pool: dict[str, Any] = {
+        "seed": seed,
+        "upper": anchor.strftime("%Y-%m-%d %H:%M:%S"),
+        "span": SPAN_DAYS * 86400,
+        **{f"n_{name}": rows for name, rows in counts.items()},
+    }
+
+    admin = mysql_connect(source_url, database=False, role="demo source")
+    try:
+        _run(admin, render("mysql/demo/drop_database", database=database))
+        _run(admin, render("mysql/demo/create_database", database=database))
+    finally:
+        admin.close()
+
+    written: dict[str, int] = {}
+    conn = mysql_connect(source_url, role="demo source")
+    try:
+        _run(conn, render("mysql/demo/session_fill"))
+        for name in (n for n in FILL_ORDER if n in wanted):
+            table = known[name]
+            _run(conn, render("mysql/demo/create_table", table=table))
+            fill = render(f"mysql/demo/fill_{name}", table=table, seq_table=_seq_table(counts[name]), fail=_fail)
+            try:
+                written[name] = _run(conn, fill, {**pool, "rows": counts[name]})
+            except pymysql.MySQLError as exc:
+                raise PhaseError(f"demo-data: filling {name} failed: {exc.args[-1]}") from None
+            warnings = conn.show_warnings()
+            if warnings:
+                shown = "; ".join(str(w[2]) for w in warnings[:3])
+                raise PhaseError(f"demo-data: filling {name} raised {len(warnings)} warning(s): {shown}")
+            if written[name] != counts[name]:
+                raise PhaseError(f"demo-data: {name}: wrote {written[name]} rows, expected {counts[name]}")
+        conn.commit()
+    finally:
+        conn.close()
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m etl.demo [--scale N] [--seed S] [--table T ...]``; the source URL comes from the settings."""
+    from etl.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m etl.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=0.05, help="fraction of the clinic's row counts")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--table", action="append", dest="tables", help="build only this table (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        url = Settings.load().source_url
+        started = time.monotonic()
+        written = build_demo_source(url, scale=args.scale, seed=args.seed, tables=args.tables)
+    except EtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for name, rows in written.items():
+        print(f"{name:<15} {rows:>12,}")
+    print(f"demo data in {mask_url(url)}: {sum(written.values()):,} rows in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

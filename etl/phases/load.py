@@ -1,0 +1,163 @@
+"""Load phase: replica MySQL -> PostgreSQL `raw`, tracked in raw.etl_load_status.
+
+MySQL renders every row as a ready line of COPY text (mysql/load_select.sql.j2); Python only moves
+bytes. The replica is read in one consistent snapshot together with the copy phase's watermark, which
+bounds the read: the load never reads past what the copy committed. Everything the load writes in
+PostgreSQL (DDL, data, tracking, run history) commits in one transaction: after a crash, all or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import replace
+
+from etl import tracking, watermark
+from etl.config import TableConfig
+from etl.db import execute, fetch_one, mysql_connect, pg_connect
+from etl.errors import SchemaError
+from etl.execute import RAW_TEXT_CONV, ChunkReader, capture_horizon, keyset_batches
+from etl.phases.common import drift, watermark_candidates
+from etl.plan import Horizon, Plan, make_plan
+from etl.render import Ident, render
+from etl.schema import TableSchema, reflect_mysql_table, reflect_pg_columns
+from etl.settings import Settings
+
+log = logging.getLogger("etl.load")
+
+HISTORY_TABLE = "etl_run_history"
+
+
+def load_table(settings: Settings, config: TableConfig, run_id: str, *, full: bool = False,
+               strategy: str | None = None) -> tracking.Outcome:
+    replica = mysql_connect(settings.replica_url, role="replica", conv=RAW_TEXT_CONV)
+    pg = pg_connect(settings.analytics_url)
+    try:
+        with replica.cursor() as cur:
+            execute(cur, render("mysql/start_snapshot"))
+        plan, target_exists, added = prepare(settings, replica, pg, config, full=full, strategy=strategy)
+        outcome = tracking.Outcome(plan=plan, run_id=run_id,
+                                   started_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        outcome.notes.extend(plan.warnings)
+        outcome.history_id = fetch_one(pg, render("postgres/next_run_id"), {
+            "history_table": f"{settings.raw_schema}.{HISTORY_TABLE}"})[0]
+        try:
+            _apply_ddl(pg, settings.raw_schema, plan, target_exists, added, outcome)
+            _run(settings, replica, pg, plan, outcome, target_exists)
+        except Exception as exc:
+            tracking.write_failure(pg, outcome, f"{type(exc).__name__}: {exc}", schema=settings.raw_schema)
+            raise
+        return outcome
+    finally:
+        replica.close()
+        pg.close()
+
+
+def prepare(settings: Settings, replica, pg, config: TableConfig, *, full: bool = False,
+            strategy: str | None = None) -> tuple[Plan, bool, list]:
+    """Reflect both sides, read both states and the bounds -> (plan, raw table exists, columns to add).
+
+    Read-only: `etl render` uses it too. The DDL it implies is applied by _apply_ddl.
+    """
+    rep_db, schema_name = settings.replica_url.database, settings.raw_schema
+    schema = reflect_mysql_table(replica, rep_db, config.name)
+    if schema is None:
+        raise SchemaError(f"table {config.name!r} does not exist in the replica database {rep_db}: run `etl copy` first")
+    existing = reflect_pg_columns(pg, schema_name, config.name)
+    added, notes = [], []
+    if existing:
+        added, notes = drift(schema, existing, lambda col, t: _same_pg_type(col.pg_type, t))
+    state = tracking.read_state(pg, "load", config.name, schema=schema_name)
+    copy_state = tracking.read_state(replica, "copy", config.name)
+    horizon = _horizon(replica, rep_db, config, schema, copy_state)
+    plan = make_plan("load", config, schema, state, horizon, force_full=full, strategy_override=strategy,
+                     target_exists=bool(existing))
+    if notes:
+        plan = replace(plan, warnings=plan.warnings + tuple(notes))
+    return plan, bool(existing), added
+
+
+def _apply_ddl(pg, schema_name: str, plan: Plan, exists: bool, added: list, outcome: tracking.Outcome) -> None:
+    """Inside the load's transaction: PostgreSQL DDL commits (or not) together with the data."""
+    schema = Ident(schema_name)
+    with pg.cursor() as cur:
+        if not exists:
+            execute(cur, render("postgres/create_raw_table", schema=schema, table=plan.table,
+                                columns=plan.columns, key=plan.key))
+            execute(cur, render("postgres/create_load_marker_index", schema=schema, table=plan.table,
+                                name=Ident(f"ix_{plan.table}__etl_load_id"[:63])))
+        for column in added:
+            execute(cur, render("postgres/add_column", schema=schema, table=plan.table, column=column))
+            outcome.notes.append(f"column {column.name!r} added to {schema_name}.{plan.table}")
+            log.warning("%s: column %s added to %s.%s", plan.table, column.name, schema_name, plan.table)
+
+
+def _same_pg_type(expected: str, actual: str) -> bool:
+    aliases = {"timestamp": "timestamp without time zone", "varchar": "character varying"}
+    normal = expected
+    for short, long in aliases.items():
+        if normal.startswith(short):
+            normal = long + normal[len(short):]
+    return normal == actual
+
+
+def _horizon(replica, database: str, config: TableConfig, schema: TableSchema, copy_state) -> Horizon:
+    """The copy phase's committed watermarks bound the read (inclusive); without them, the replica's clock."""
+    base = capture_horizon(replica, watermark_candidates(config, schema), database, config.name, render)
+    inclusive = {}
+    if copy_state.status is not None:
+        for column in watermark_candidates(config, schema):
+            if column.name == copy_state.primary_column_name:
+                text = copy_state.last_primary_value
+            else:
+                text = copy_state.column_values.get(column.name)
+            value = watermark.parse(text, column.watermark_kind)
+            if value is not None:
+                inclusive[column.name] = value
+    return Horizon(timestamp_upper=base.timestamp_upper, datetime_upper=base.datetime_upper,
+                   date_upper=base.date_upper, integer_max=base.integer_max, inclusive=inclusive)
+
+
+def _run(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome, target_exists: bool) -> None:
+    schema_name = Ident(settings.raw_schema)
+    log.info("%s", plan.describe())
+    columns = tuple(c.name for c in plan.columns)
+    lead_len = len(plan.lead)
+    lead_index = {name: i for i, name in enumerate(plan.lead)}
+
+    def render_batch(after_key: bool):
+        return render("mysql/load_select", plan=plan, after_key=after_key)
+
+    def lines():
+        params = dict(plan.window_params(), load_id=outcome.history_id)
+        for rows in keyset_batches(replica, render_batch, plan, plan.lead_kinds, params):
+            for bound in plan.bounds:
+                i = lead_index[bound.column]
+                for row in rows:
+                    outcome.observe(bound.column, row[i])
+            outcome.rows_read += len(rows)
+            outcome.values_adjusted += sum(int(r[lead_len]) for r in rows)
+            yield b"\n".join(r[lead_len + 1] for r in rows) + b"\n"
+
+    with pg.cursor() as cur:
+        if plan.strategy == "full":
+            if target_exists and fetch_one(pg, render("postgres/table_is_empty", schema=schema_name,
+                                                      table=plan.table))[0] is False:
+                execute(cur, render("postgres/truncate", schema=schema_name, table=plan.table))
+            copy = render("postgres/copy_from_stdin", schema=schema_name, table=plan.table, columns=columns)
+            cur.copy_expert(copy.plain(), ChunkReader(lines()), size=1 << 20)
+            outcome.rows_written = outcome.rows_read
+        else:
+            stage = Ident("_etl_stage")
+            execute(cur, render("postgres/create_stage", stage=stage, schema=schema_name, table=plan.table))
+            copy = render("postgres/copy_from_stdin", schema=None, table=stage, columns=columns)
+            cur.copy_expert(copy.plain(), ChunkReader(lines()), size=1 << 20)
+            update_columns = tuple(c for c in columns if c not in plan.key)
+            execute(cur, render("postgres/load_upsert", schema=schema_name, table=plan.table, stage=stage,
+                                columns=columns, key=plan.key, update_columns=update_columns))
+            outcome.rows_written = max(cur.rowcount, 0)
+    if outcome.values_adjusted:
+        outcome.notes.append(f"{outcome.values_adjusted} values adjusted (zero dates to NULL, NUL bytes removed)")
+    tracking.write_success(pg, outcome, schema=settings.raw_schema)
+    pg.commit()
+    replica.rollback()

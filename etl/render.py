@@ -96,7 +96,7 @@ class Renderer:
         )
         self.env.filters["ident"] = _ident_filter
 
-    def render(self, name: str, **context: Any) -> Statement:
+    def render(self, name: str, /, **context: Any) -> Statement:
         """Render ``sql_templates/<name>.sql.j2``; ``name`` is ``<dialect>/<statement>``."""
         dialect = name.split("/", 1)[0]
         if dialect not in DIALECTS:
@@ -114,7 +114,7 @@ class Renderer:
 _default: Renderer | None = None
 
 
-def render(name: str, **context: Any) -> Statement:
+def render(name: str, /, **context: Any) -> Statement:
     global _default
     if _default is None:
         _default = Renderer()

@@ -95,7 +95,7 @@ def _create_replica_table(replica, plan: Plan) -> None:
 
 def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outcome, target_exists: bool) -> None:
     table = plan.table
-    empty = not target_exists or bool(fetch_one(replica, render("mysql/table_is_empty", table=table))[0])
+    empty = not target_exists or int(fetch_one(replica, render("mysql/table_is_empty", table=table))[0]) == 1
     shadow = plan.strategy == "full" and not empty
     target = Ident(f"{table}__etl_new"[:64]) if shadow else table
     if shadow:

@@ -123,8 +123,8 @@ def _run(settings: Settings, side: str, verb: str, action, revision: str, notes:
             action(alembic_config(side, connection=conn, raw_schema=_schema(settings, side)), revision)
             after = _current(conn, settings, side)
     except (CommandError, sa.exc.DBAPIError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise SchemaError(f"migrating the {side} database {mask_url(url)} to {revision}: {mask_secrets(reason)}") from exc
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        raise SchemaError(f"migrating the {side} database {mask_url(url)} to {revision}: {reason}") from exc
     if before == after:
         notes.append(f"already at {after or 'base'}")
     elif before is None:
@@ -187,6 +187,7 @@ def _ensure_schema(settings: Settings) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The driver's message without the SQL or traceback (PyMySQL keeps it in args[1]), masked."""
     args = getattr(exc, "args", ())
     text = str(args[1] if len(args) > 1 and isinstance(args[1], str) else exc).strip()
     return mask_secrets(text.splitlines()[0] if text else type(exc).__name__)

@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` (the main job on local defaults) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SCALE  ?= 0.05
+
+.PHONY: demo test test-unit test-integration install services snapshots bench clean
+
+$(BIN)/etl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/etl
+
+services:
+	@bash .ci/ensure-services
+
+demo: install services
+	$(BIN)/etl demo-data --scale $(SCALE)
+	$(BIN)/etl migrate
+	$(BIN)/etl check-config
+	$(BIN)/etl init-tracking
+	$(BIN)/etl run
+	$(BIN)/etl status
+
+test: install services
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+test-integration: install services
+	$(BIN)/pytest -q tests/integration
+
+# Regenerate the golden files of the rendered-SQL snapshot tests (review the diff before committing).
+snapshots: install
+	$(BIN)/python -m tests.snapshot_cases --update
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -1,0 +1,205 @@
+"""Every template under sql_templates/mysql and sql_templates/postgres is rendered by some test.
+
+Templates used by `etl render` (etl.inspect.statements_for) are covered by the golden files; every other
+one is rendered here with the context its call site passes, and its binds are compared with the
+parameters that call site supplies (the aiosql-style two-way check, done before any database sees it).
+Macro libraries (``_*.sql.j2``) are covered through the templates that import them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from etl.plan import Bound
+from etl.render import DIALECTS, TEMPLATE_DIR, Ident, render
+from tests import snapshot_cases as sc
+
+PATIENT = sc.table_schema("patient")
+COLUMNS = PATIENT.columns
+KEY = PATIENT.primary_key
+STATUS_COLUMNS = ("table_name", "column_name", "last_value")
+
+Context = Callable[[], dict[str, Any]]
+
+# template -> (context factory, binds its call site passes)
+RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
+    # ---- MySQL: DDL of the replica (etl/phases/copy.py, etl/migrate.py)
+    "mysql/add_column": (lambda: dict(table=Ident("patient"), column=PATIENT.column("DateTStamp")), set()),
+    "mysql/create_database": (lambda: dict(database=Ident("opendental_replication")), set()),
+    "mysql/create_replica_table": (lambda: dict(table=Ident("patient"), columns=COLUMNS, key=KEY), set()),
+    "mysql/create_replica_index": (lambda: dict(name=Ident("ix_etl_DateTStamp"), table=Ident("patient"),
+                                                columns=(Ident("DateTStamp"), Ident("PatNum"))), set()),
+    "mysql/create_shadow_table": (lambda: dict(shadow=Ident("patient__etl_new"), table=Ident("patient")), set()),
+    "mysql/drop_table": (lambda: dict(table=Ident("patient__etl_old")), set()),
+    "mysql/swap_tables": (lambda: dict(table=Ident("patient"), old=Ident("patient__etl_old"),
+                                       shadow=Ident("patient__etl_new")), set()),
+    "mysql/table_is_empty": (lambda: dict(table=Ident("patient")), set()),
+    # ---- MySQL: sessions, clocks, bounds (etl/db.py, etl/execute.py, etl/phases/*)
+    "mysql/session_init": (dict, set()),
+    "mysql/start_snapshot": (dict, set()),
+    "mysql/horizon": (dict, set()),
+    "mysql/max_value": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), column=Ident("PatNum")),
+                        set()),
+    "mysql/copy_window_max": (lambda: dict(bound=Bound(Ident("DateTStamp"), "datetime", 1, 2), table=Ident("patient"),
+                                           database=Ident("opendental_replication")), {"w0_lo", "w0_hi"}),
+    # ---- MySQL: reflection (etl/schema.py)
+    "mysql/reflect_table": (dict, {"schema", "table"}),
+    "mysql/reflect_columns": (dict, {"schema", "table"}),
+    "mysql/reflect_primary_key": (dict, {"schema", "table"}),
+    "mysql/reflect_indexes": (dict, {"schema", "table"}),
+    # ---- MySQL: copy tracking (etl/tracking.py, etl/status.py)
+    "mysql/copy_status_select": (dict, {"table_name"}),
+    "mysql/copy_status_all": (dict, set()),
+    "mysql/copy_status_init": (dict, {"table_name", "primary_column_name"}),
+    "mysql/copy_status_mark": (dict, {"table_name", "primary_column_name", "copy_status"}),
+    "mysql/copy_column_status_select": (dict, {"table_name"}),
+    "mysql/copy_column_status_clear": (dict, {"table_name"}),
+    "mysql/copy_column_status_upsert": (dict, set(STATUS_COLUMNS)),
+    # ---- MySQL: demo source (etl/demo.py)
+    "mysql/demo/create_database": (lambda: dict(database=Ident("opendental_demo")), set()),
+    "mysql/demo/drop_database": (lambda: dict(database=Ident("opendental_demo")), set()),
+    "mysql/demo/session_fill": (dict, set()),
+    # ---- PostgreSQL: DDL of raw (etl/phases/load.py, etl/migrate.py)
+    "postgres/create_database": (lambda: dict(database=Ident("opendental_analytics")), set()),
+    "postgres/create_schema": (lambda: dict(schema=Ident("raw")), set()),
+    "postgres/create_raw_table": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), columns=COLUMNS,
+                                               key=KEY), set()),
+    "postgres/create_load_marker_index": (lambda: dict(name=Ident("ix_patient__etl_load_id"), schema=Ident("raw"),
+                                                       table=Ident("patient")), set()),
+    "postgres/add_column": (lambda: dict(schema=Ident("raw"), table=Ident("patient"),
+                                         column=PATIENT.column("DateTStamp")), set()),
+    "postgres/table_is_empty": (lambda: dict(schema=Ident("raw"), table=Ident("patient")), set()),
+    "postgres/reflect_columns": (dict, {"schema", "table"}),
+    "postgres/next_run_id": (dict, {"history_table"}),
+    # ---- PostgreSQL: load and transform tracking (etl/tracking.py, etl/status.py)
+    "postgres/load_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
+    "postgres/load_status_all": (lambda: dict(schema=Ident("raw")), set()),
+    "postgres/load_status_init": (lambda: dict(schema=Ident("raw")), {"table_name", "primary_column_name"}),
+    "postgres/load_status_mark": (lambda: dict(schema=Ident("raw")),
+                                  {"table_name", "primary_column_name", "load_status"}),
+    "postgres/load_column_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
+    "postgres/load_column_status_clear": (lambda: dict(schema=Ident("raw")), {"table_name"}),
+    "postgres/load_column_status_upsert": (lambda: dict(schema=Ident("raw")), set(STATUS_COLUMNS)),
+    "postgres/transform_status_all": (lambda: dict(schema=Ident("raw")), set()),
+    "postgres/transform_status_init": (lambda: dict(schema=Ident("raw")), {"table_name", "primary_column_name"}),
+}
+
+
+def all_templates() -> list[str]:
+    """Every statement template (not macro libraries) as a render name, e.g. 'mysql/demo/fill_patient'."""
+    names = []
+    for dialect in DIALECTS:
+        for path in sorted((TEMPLATE_DIR / dialect).rglob("*.sql.j2")):
+            if not path.name.startswith("_"):
+                names.append(path.relative_to(TEMPLATE_DIR).as_posix()[: -len(".sql.j2")])
+    return names
+
+
+def demo_templates() -> dict[str, Any]:
+    """mysql/demo/create_table and mysql/demo/fill_<table> render once per demo table (tests below)."""
+    from etl import demo
+
+    return demo.demo_tables()
+
+
+GOLDEN_TEMPLATES = {c.template for c in sc.cases()}
+
+
+def test_every_template_is_rendered_by_some_test() -> None:
+    covered = GOLDEN_TEMPLATES | set(RENDER_CASES) | {"mysql/demo/create_table"}
+    covered |= {f"mysql/demo/fill_{name}" for name in demo_templates()}
+    missing = [name for name in all_templates() if name not in covered]
+    assert not missing, f"templates no test renders (add a golden case or a RENDER_CASES entry): {missing}"
+    unknown = sorted(set(RENDER_CASES) - set(all_templates()))
+    assert not unknown, f"RENDER_CASES names templates that do not exist: {unknown}"
+
+
+def test_macro_libraries_are_imported_by_some_template() -> None:
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in TEMPLATE_DIR.rglob("*.sql.j2"))
+    for path in TEMPLATE_DIR.rglob("_*.sql.j2"):
+        name = path.relative_to(TEMPLATE_DIR).as_posix()
+        assert f'import "{name}"' in sources, f"{name} is imported by no template"
+
+
+@pytest.mark.parametrize("name", sorted(RENDER_CASES))
+def test_template_renders_with_the_binds_its_caller_passes(name: str) -> None:
+    context, binds = RENDER_CASES[name]
+    statement = render(name, **context())
+    assert statement.binds == binds
+    statement.to_dbapi({b: None for b in binds})  # the two-way check the driver call performs
+    assert statement.text.strip(), f"{name} rendered empty"
+    assert statement.text == statement.text.lstrip(), f"{name}: leading blank space before the SQL"
+
+
+def _plain_strings(context: dict[str, Any]) -> dict[str, Any]:
+    """The context with every Ident (alone or in a tuple) replaced by an equal plain str."""
+    out = {}
+    for key, value in context.items():
+        if isinstance(value, Ident):
+            out[key] = str(value)
+        elif isinstance(value, tuple) and value and all(isinstance(v, Ident) for v in value):
+            out[key] = tuple(str(v) for v in value)
+        else:
+            out[key] = value
+    return out
+
+
+def _has_ident(context: dict[str, Any]) -> bool:
+    return any(type(a) is not type(b) or a is not b for a, b in
+               zip(context.values(), _plain_strings(context).values()))
+
+
+IDENT_CASES = sorted(n for n, (context, _) in RENDER_CASES.items() if _has_ident(context()))
+
+
+@pytest.mark.parametrize("name", IDENT_CASES)
+def test_template_refuses_plain_string_identifiers(name: str) -> None:
+    """Every Ident of the context passed as a plain str instead: the render must fail, not print it."""
+    from etl.errors import RenderError
+
+    with pytest.raises(RenderError, match="unchecked identifier"):
+        render(name, **_plain_strings(RENDER_CASES[name][0]()))
+
+
+def test_render_statements_have_no_leading_blank_space() -> None:
+    for case in sc.cases():
+        assert case.statement.text == case.statement.text.lstrip(), case.id
+
+
+# ---- demo source templates (etl/demo.py): DDL from the fact sheet, one INSERT ... SELECT per table
+
+DEMO_POOL = {"seed", "upper", "span", "rows"}
+
+
+@pytest.mark.parametrize("table", sorted(sc.demo_facts()))
+def test_demo_create_table_renders_every_fact_sheet_column(table: str) -> None:
+    demo_table = demo_templates()[table]
+    statement = render("mysql/demo/create_table", table=demo_table)
+    assert statement.binds == frozenset()
+    text = statement.text
+    assert text.startswith(f"CREATE TABLE `{table}` (")
+    for column in sc.demo_facts()[table]["columns"]:
+        assert f"`{column['name']}` {column['type']}" in text
+    assert f"ENGINE={sc.demo_facts()[table]['engine']}" in text
+
+
+@pytest.mark.parametrize("table", sorted(sc.demo_facts()))
+def test_demo_fill_binds_are_all_supplied_by_build_demo_source(table: str) -> None:
+    """demo._run passes only binds found in its pool: seed, upper, span, rows and n_<table> counts."""
+    from etl import demo
+
+    statement = render(f"mysql/demo/fill_{table}", table=demo_templates()[table], seq_table=Ident("seq_1_to_10"),
+                       fail=demo._fail)
+    pool = DEMO_POOL | {f"n_{name}" for name in demo.FILL_ORDER}
+    assert statement.binds <= pool, sorted(statement.binds - pool)
+    assert f"`{table}`" in statement.text and "`seq_1_to_10`" in statement.text
+
+
+def test_template_files_are_utf8_and_end_with_a_newline() -> None:
+    for dialect in DIALECTS:
+        for path in Path(TEMPLATE_DIR / dialect).rglob("*.sql.j2"):
+            text = path.read_text(encoding="utf-8")
+            assert text.endswith("\n"), path

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("tables", nargs="*", metavar="TABLE", help="configured tables (default: all)")
         p.add_argument("--full", action="store_true", help="refresh in full, ignoring stored watermarks")
+        p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                       help="tables processed in parallel (default 2)")
     render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
@@ -121,7 +123,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("copy", "load", "run"):
         from etl.runner import run_phases
         phases = ["copy", "load"] if args.command == "run" else [args.command]
-        results = run_phases(settings, config, phases, args.tables, full=args.full)
+        from etl.runner import DEFAULT_JOBS
+        results = run_phases(settings, config, phases, args.tables, full=args.full,
+                             jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS)
         failed = [r for r in results if not r.ok]
         print(f"{len(results) - len(failed)} table runs succeeded, {len(failed)} failed")
         for r in failed:

@@ -1,17 +1,32 @@
-"""Runs phases over tables: one table's failure is recorded and the others go on."""
+"""Runs phases over tables: each table under its own lock, transient faults retried, failures isolated.
+
+Tables are independent: `jobs` of them run at once (each its copy, then its load). One table's failure
+is recorded against it and the others go on; a table whose copy failed is not loaded.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import psycopg2
+import psycopg2.errors
+import pymysql
+
 from etl.config import EtlConfig, TableConfig
-from etl.errors import EtlError
+from etl.errors import ConnectionFailed, EtlError
+from etl.locks import LockBusy, table_lock
 from etl.settings import Settings, mask_secrets
 
 log = logging.getLogger("etl.runner")
+
+#: MySQL errors worth another attempt: server gone / lost connection, lock wait timeout, deadlock.
+_MYSQL_TRANSIENT = {2003, 2006, 2013, 1205, 1213}
+DEFAULT_JOBS = 2
+RETRY_BACKOFF_SECONDS = 1.0
 
 
 @dataclass
@@ -24,6 +39,7 @@ class TableResult:
     rows_written: int = 0
     seconds: float = 0.0
     error: str | None = None
+    attempts: int = 1
 
 
 def _phase_function(phase: str):
@@ -36,41 +52,77 @@ def _phase_function(phase: str):
     raise ValueError(phase)
 
 
-def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables: list[str] | None = None, *,
-               full: bool = False, strategy: str | None = None) -> list[TableResult]:
-    """Each phase over the selected tables, in order. A table that failed in copy is not loaded."""
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionFailed):
+        return True
+    if isinstance(exc, pymysql.err.MySQLError):
+        return bool(exc.args) and exc.args[0] in _MYSQL_TRANSIENT
+    if isinstance(exc, (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)):
+        return True
+    return isinstance(exc, psycopg2.OperationalError) and not isinstance(exc, psycopg2.errors.LockNotAvailable)
+
+
+def preflight(settings: Settings, phases: list[str]) -> None:
+    """Fail fast, with one line naming the database, when one is down or its tracking schema is old."""
+    from etl.db import mysql_connect
     from etl.migrate import check_up_to_date
 
+    if "copy" in phases:
+        mysql_connect(settings.source_url, role="source").close()
     check_up_to_date(settings)
-    run_id = str(uuid.uuid4())
+
+
+def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables: list[str] | None = None, *,
+               full: bool = False, strategy: str | None = None, jobs: int = DEFAULT_JOBS) -> list[TableResult]:
+    """Each selected table through `phases` in order, `jobs` tables at a time."""
     selected: list[TableConfig] = config.select(tables)
-    results: list[TableResult] = []
-    failed: set[str] = set()
-    for phase in phases:
-        function = _phase_function(phase)
-        for table in selected:
-            if table.name in failed:
-                results.append(TableResult(phase, table.name, False, error="skipped: an earlier phase failed"))
+    preflight(settings, phases)
+    run_id = str(uuid.uuid4())
+
+    def one_table(table: TableConfig) -> list[TableResult]:
+        results = []
+        for phase in phases:
+            if results and not results[-1].ok:
+                results.append(TableResult(phase, table.name, False, error=f"skipped: {results[-1].phase} failed"))
                 continue
-            started = time.monotonic()
-            try:
+            results.append(run_table(settings, phase, table, run_id, full=full, strategy=strategy))
+        return results
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="etl") as pool:
+        per_table = list(pool.map(one_table, selected))
+    ordered = [r for phase in phases for results in per_table for r in results if r.phase == phase]
+    return ordered
+
+
+def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *, full: bool = False,
+              strategy: str | None = None) -> TableResult:
+    """One phase of one table, under its lock; transient faults are retried with backoff."""
+    function = _phase_function(phase)
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with table_lock(settings, phase, table.name):
                 outcome = function(settings, table, run_id, full=full, strategy=strategy)
-            except EtlError as exc:
-                message = mask_secrets(str(exc))
-                results.append(TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=message))
-                failed.add(table.name)
-                log.error("%s %s failed: %s", phase, table.name, message)
+        except LockBusy as exc:
+            log.error("%s", exc)
+            return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=str(exc),
+                               attempts=attempt)
+        except Exception as exc:  # recorded against this table; the other tables go on
+            message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+            if is_transient(exc) and attempt <= settings.retries:
+                delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                log.warning("%s %s: transient fault (%s); attempt %d of %d in %.1f s", phase, table.name, message,
+                            attempt + 1, settings.retries + 1, delay)
+                time.sleep(delay)
                 continue
-            except Exception as exc:  # a database error: record it against the table, go on with the others
-                message = mask_secrets(f"{type(exc).__name__}: {exc}")
-                results.append(TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=message))
-                failed.add(table.name)
-                log.error("%s %s failed: %s", phase, table.name, message)
-                log.debug("traceback", exc_info=True)
-                continue
-            result = TableResult(phase, table.name, True, outcome.plan.strategy, outcome.rows_read,
-                                 outcome.rows_written, time.monotonic() - started)
-            results.append(result)
-            log.info("%s %-16s %-8s read %d, wrote %d in %.2fs", phase, table.name, result.strategy,
-                     result.rows_read, result.rows_written, result.seconds)
-    return results
+            log.error("%s %s failed: %s", phase, table.name, message)
+            log.debug("traceback", exc_info=True)
+            return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=message,
+                               attempts=attempt)
+        result = TableResult(phase, table.name, True, outcome.plan.strategy, outcome.rows_read,
+                             outcome.rows_written, time.monotonic() - started, attempts=attempt)
+        log.info("%s %-16s %-8s read %d, wrote %d in %.2fs", phase, table.name, result.strategy,
+                 result.rows_read, result.rows_written, result.seconds)
+        return result

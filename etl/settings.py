@@ -21,6 +21,8 @@ DEFAULTS = {
     "ETL_ANALYTICS_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/opendental_analytics",
     "ETL_RAW_SCHEMA": "raw",
     "ETL_TABLES": "tables.yml",
+    "ETL_LOCK_TIMEOUT": "60",
+    "ETL_RETRIES": "3",
 }
 
 PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -66,6 +68,8 @@ class Settings:
     analytics_url: URL
     raw_schema: str
     tables_path: Path
+    lock_timeout: float = 60.0   # seconds a run waits for another run of the same phase and table
+    retries: int = 3             # attempts after a transient fault (connection lost, deadlock, lock wait)
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, cwd: Path | None = None) -> "Settings":
@@ -92,12 +96,22 @@ class Settings:
         if not PLAIN_IDENTIFIER.match(schema):
             raise ConfigError(f"setting ETL_RAW_SCHEMA: {schema!r} is not a plain identifier")
         tables = Path(env["ETL_TABLES"])
+        numbers = {}
+        for key, kind in (("ETL_LOCK_TIMEOUT", float), ("ETL_RETRIES", int)):
+            try:
+                numbers[key] = kind(env[key])
+                if numbers[key] < 0:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"setting {key}: expected a non-negative number, got {env[key]!r}") from None
         return cls(
             source_url=urls["ETL_SOURCE_URL"],
             replica_url=urls["ETL_REPLICA_URL"],
             analytics_url=urls["ETL_ANALYTICS_URL"],
             raw_schema=schema,
             tables_path=tables if tables.is_absolute() else cwd / tables,
+            lock_timeout=numbers["ETL_LOCK_TIMEOUT"],
+            retries=numbers["ETL_RETRIES"],
         )
 
     def same_mysql_server(self) -> bool:

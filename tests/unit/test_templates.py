@@ -45,6 +45,7 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
                         set()),
     "mysql/copy_window_max": (lambda: dict(bound=Bound(Ident("DateTStamp"), "datetime", 1, 2), table=Ident("patient"),
                                            database=Ident("opendental_replication")), {"w0_lo", "w0_hi"}),
+    "mysql/lock_acquire": (dict, {"lock_name", "timeout_seconds"}),
     # ---- MySQL: reflection (etl/schema.py)
     "mysql/reflect_table": (dict, {"schema", "table"}),
     "mysql/reflect_columns": (dict, {"schema", "table"}),
@@ -74,6 +75,8 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "postgres/table_is_empty": (lambda: dict(schema=Ident("raw"), table=Ident("patient")), set()),
     "postgres/reflect_columns": (dict, {"schema", "table"}),
     "postgres/next_run_id": (dict, {"history_table"}),
+    "postgres/lock_timeout": (dict, {"lock_timeout"}),
+    "postgres/lock_acquire": (dict, {"lock_name"}),
     # ---- PostgreSQL: load and transform tracking (etl/tracking.py, etl/status.py)
     "postgres/load_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
     "postgres/load_status_all": (lambda: dict(schema=Ident("raw")), set()),

@@ -91,5 +91,5 @@ FROM `patient`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
 
 ORDER BY `DateTStamp`, `PatNum`
-LIMIT :batch_size
+LIMIT 10
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--full", action="store_true", help="refresh in full, ignoring stored watermarks")
         p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="tables processed in parallel (default 2)")
+    verify = sub.add_parser("verify", help="compare source, replica and raw per table; exit 1 on drift")
+    verify.add_argument("tables", nargs="*", metavar="TABLE")
+    verify.add_argument("--json", action="store_true")
+    reconcile = sub.add_parser("reconcile", help="delete from replica and raw the rows deleted at the source")
+    reconcile.add_argument("tables", nargs="*", metavar="TABLE")
     render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
@@ -115,6 +120,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from etl.status import format_status, status_report
         report = status_report(settings, config)
         print(json.dumps(report, indent=2, default=str) if args.json else format_status(report))
+        return 0
+    if args.command == "verify":
+        from etl.verify import format_verify, verify
+        report = verify(settings, config, args.tables)
+        print(json.dumps(report, indent=2, default=str) if args.json else format_verify(report))
+        return 0 if report["ok"] else 1
+    if args.command == "reconcile":
+        from etl.verify import reconcile
+        for table, deleted in reconcile(settings, config, args.tables).items():
+            print(f"{table:<16} deleted {deleted['replica']} from the replica, {deleted['raw']} from raw")
         return 0
     if args.command == "render":
         from etl.inspect import render_table

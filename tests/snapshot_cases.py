@@ -32,9 +32,10 @@ from typing import Any, Iterator, Sequence
 import yaml
 from sqlalchemy.engine import make_url
 
-from etl import PROJECT_ROOT
+from etl import PROJECT_ROOT, watermark
 from etl.config import TableConfig, load_config
 from etl.inspect import statements_for
+from etl.phases.common import watermark_candidates
 from etl.plan import Horizon, Plan, StoredState, make_plan
 from etl.render import Ident, Statement
 from etl.schema import INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
@@ -145,15 +146,9 @@ def table_schema(name: str, schema: str = SOURCE_DB) -> TableSchema:
 # Fixed state and horizon -> plans
 
 
-def _candidates(config: TableConfig, schema: TableSchema) -> list[Column]:
-    names = [config.primary_incremental_column] if config.primary_incremental_column else []
-    names += list(config.incremental_columns)
-    return [schema.column(n) for n in dict.fromkeys(names) if schema.has_column(n) and schema.column(n).orderable]
-
-
-def stored_state(config: TableConfig, schema: TableSchema, phase: str) -> StoredState:
+def stored_state(config: TableConfig, schema: TableSchema) -> StoredState:
     """A tracking row with a watermark for every configured incremental column."""
-    columns = _candidates(config, schema)
+    columns = watermark_candidates(config, schema)
     values = {c.name: STORED[c.watermark_kind] for c in columns}
     primary = config.primary_incremental_column
     return StoredState(
@@ -166,19 +161,13 @@ def stored_state(config: TableConfig, schema: TableSchema, phase: str) -> Stored
 
 def horizon(config: TableConfig, schema: TableSchema, phase: str) -> Horizon:
     """Copy: the source clock and column maxima. Load: the same plus the copy watermarks (inclusive)."""
-    columns = _candidates(config, schema)
+    columns = watermark_candidates(config, schema)
     integer_max = {c.name: INTEGER_MAX for c in columns if c.data_type in INTEGER_TYPES}
     inclusive = {}
     if phase == "load":
-        inclusive = {c.name: _parse(COPIED[c.watermark_kind], c.watermark_kind) for c in columns}
+        inclusive = {c.name: watermark.parse(COPIED[c.watermark_kind], c.watermark_kind) for c in columns}
     return Horizon(timestamp_upper=TIMESTAMP_UPPER, datetime_upper=DATETIME_UPPER, date_upper=DATE_UPPER,
                    integer_max=integer_max, inclusive=inclusive)
-
-
-def _parse(text: str, kind: str) -> Any:
-    from etl import watermark
-
-    return watermark.parse(text, kind)
 
 
 def strategies(config: TableConfig) -> tuple[str, ...]:
@@ -188,7 +177,7 @@ def strategies(config: TableConfig) -> tuple[str, ...]:
 
 def plan_for(config: TableConfig, phase: str, strategy: str) -> Plan:
     schema = table_schema(config.name)
-    return make_plan(phase, config, schema, stored_state(config, schema, phase), horizon(config, schema, phase),
+    return make_plan(phase, config, schema, stored_state(config, schema), horizon(config, schema, phase),
                      strategy_override=strategy)
 
 

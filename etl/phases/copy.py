@@ -15,6 +15,7 @@ from etl import tracking
 from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect
 from etl.errors import SchemaError
+from etl.faults import crash_point
 from etl.execute import RAW_TEXT_CONV, capture_horizon, keyset_batches, parse_lead
 from etl.phases.common import drift, watermark_candidates
 from etl.plan import Plan, make_plan
@@ -132,6 +133,7 @@ def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outc
             execute(cur, render("mysql/drop_table", table=old))
             execute(cur, render("mysql/swap_tables", table=table, old=old, shadow=target))
             execute(cur, render("mysql/drop_table", table=old))
+    crash_point("copy.before_tracking")
     tracking.write_success(replica, outcome)
     replica.commit()
 
@@ -164,6 +166,7 @@ def _stream(source, replica, plan: Plan, outcome: tracking.Outcome, target: Iden
         if checkpoint and plan.strategy == "primary":
             tracking.write_success(replica, outcome, status="running", final=False)
         replica.commit()
+        crash_point("copy.batch_committed")
 
 
 def _database_of(conn) -> str:

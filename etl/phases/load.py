@@ -16,6 +16,7 @@ from etl import tracking, watermark
 from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect, pg_connect
 from etl.errors import SchemaError
+from etl.faults import crash_point
 from etl.execute import RAW_TEXT_CONV, ChunkReader, capture_horizon, keyset_batches
 from etl.phases.common import drift, watermark_candidates
 from etl.plan import Horizon, Plan, make_plan
@@ -138,6 +139,7 @@ def _run(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome,
             outcome.rows_read += len(rows)
             outcome.values_adjusted += sum(int(r[lead_len]) for r in rows)
             yield b"\n".join(r[lead_len + 1] for r in rows) + b"\n"
+            crash_point("load.during_copy")
 
     with pg.cursor() as cur:
         if plan.strategy == "full":
@@ -158,6 +160,8 @@ def _run(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome,
             outcome.rows_written = max(cur.rowcount, 0)
     if outcome.values_adjusted:
         outcome.notes.append(f"{outcome.values_adjusted} values adjusted (zero dates to NULL, NUL bytes removed)")
+    crash_point("load.before_tracking")
     tracking.write_success(pg, outcome, schema=settings.raw_schema)
+    crash_point("load.before_commit")
     pg.commit()
     replica.rollback()

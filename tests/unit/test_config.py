@@ -289,3 +289,19 @@ def test_raised_config_error_carries_exit_code_2(tmp_path) -> None:
         load_config(write(tmp_path, "tables: {}\n"))
     assert info.value.exit_code == 2
     assert str(info.value) == f"{tmp_path / 'tables.yml'}: 'tables:' is empty"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG etl/config.py: yaml.safe_load keeps the last of two equal mapping keys, "
+                                       "so a table configured twice in tables.yml is silently overridden instead "
+                                       "of being reported with the other problems")
+def test_table_configured_twice_is_reported(tmp_path) -> None:
+    path = write(tmp_path, """
+        tables:
+          patient:
+            primary_key: PatNum
+            primary_incremental_column: DateTStamp
+          patient:
+            primary_key: PatNum
+            extraction_strategy: full_table
+    """)
+    error_of(path)

@@ -46,6 +46,14 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/copy_window_max": (lambda: dict(bound=Bound(Ident("DateTStamp"), "datetime", 1, 2), table=Ident("patient"),
                                            database=Ident("opendental_replication")), {"w0_lo", "w0_hi"}),
     "mysql/lock_acquire": (dict, {"lock_name", "timeout_seconds"}),
+    # ---- MySQL: verify and reconcile (row hashes per key bucket; deleted keys)
+    "mysql/verify_key_range": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum")),
+                               set()),
+    "mysql/verify_buckets": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum"),
+                                          columns=COLUMNS), {"lo", "hi", "span"}),
+    "mysql/verify_rows": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum"),
+                                       columns=COLUMNS), {"lo", "hi"}),
+    "mysql/reconcile_delete": (lambda: dict(table=Ident("patient"), key=Ident("PatNum")), {"keys"}),
     # ---- MySQL: reflection (etl/schema.py)
     "mysql/reflect_table": (dict, {"schema", "table"}),
     "mysql/reflect_columns": (dict, {"schema", "table"}),
@@ -77,6 +85,15 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "postgres/next_run_id": (dict, {"history_table"}),
     "postgres/lock_timeout": (dict, {"lock_timeout"}),
     "postgres/lock_acquire": (dict, {"lock_name"}),
+    # ---- PostgreSQL: verify and reconcile
+    "postgres/verify_key_range": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum")),
+                                  set()),
+    "postgres/verify_buckets": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum"),
+                                             columns=COLUMNS), {"lo", "hi", "span"}),
+    "postgres/verify_rows": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum"),
+                                          columns=COLUMNS), {"lo", "hi"}),
+    "postgres/reconcile_delete": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum")),
+                                  {"keys"}),
     # ---- PostgreSQL: load and transform tracking (etl/tracking.py, etl/status.py)
     "postgres/load_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
     "postgres/load_status_all": (lambda: dict(schema=Ident("raw")), set()),

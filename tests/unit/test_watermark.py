@@ -120,3 +120,29 @@ def test_later() -> None:
     assert watermark.later(None, a) == a and watermark.later(a, None) == a
     assert watermark.later(None, None) is None
     assert watermark.later(9, 10) == 10
+
+
+# --------------------------------------------------------------------------------------------------
+# Properties
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.datetimes(min_value=dt.datetime(1901, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59, 999999)))
+def test_any_datetime_round_trips_exactly(value: dt.datetime) -> None:
+    text = watermark.format(value)
+    assert watermark.parse(text, "datetime") == value
+    assert ("." in text) == bool(value.microsecond)
+    assert watermark.usable(value)
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**64 - 1))
+def test_any_integer_round_trips_exactly(value: int) -> None:
+    assert watermark.parse(watermark.format(value), "integer") == value
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**12), min_size=1))
+def test_parsed_integers_order_like_numbers(values: list[int]) -> None:
+    texts = [watermark.format(v) for v in values]
+    assert max(watermark.parse(t, "integer") for t in texts) == max(values)

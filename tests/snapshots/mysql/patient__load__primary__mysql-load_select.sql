@@ -91,5 +91,5 @@ FROM `patient`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
 
 ORDER BY `DateTStamp`, `PatNum`
-LIMIT 10
+LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

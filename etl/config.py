@@ -53,6 +53,20 @@ class EtlConfig:
         return [self.tables[n] for n in names]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: Path) -> EtlConfig:
     path = Path(path)
     try:
@@ -60,7 +74,7 @@ def load_config(path: Path) -> EtlConfig:
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (set ETL_TABLES to the tables.yml to use)") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -84,7 +98,7 @@ def parse_config(document: Any, path: Path) -> EtlConfig:
         where = f"{path}: table {name!r}"
         problems_before = len(errors)
         table = _parse_table(str(name), raw, where, errors)
-        if not _PLAIN.match(str(name)):
+        if not _PLAIN.fullmatch(str(name)):
             errors.append(f"{where}: the table name is not a plain identifier (letters, digits and _ only)")
         if table is not None and len(errors) == problems_before:
             tables[str(name)] = table
@@ -100,7 +114,7 @@ def _column_list(value: Any, where: str, key: str, errors: list[str]) -> tuple[s
         errors.append(f"{where}: {key}: expected a column name or a list of column names, got {value!r}")
         return ()
     for column in value:
-        if not _PLAIN.match(column):
+        if not _PLAIN.fullmatch(column):
             errors.append(f"{where}: {key}: {column!r} is not a plain identifier")
     return tuple(value)
 
@@ -127,7 +141,7 @@ def _parse_table(name: str, raw: Any, where: str, errors: list[str]) -> TableCon
     if isinstance(primary, str) and primary.strip().lower() in ("none", "null", ""):
         primary = None
     if primary is not None:
-        if not isinstance(primary, str) or not _PLAIN.match(primary):
+        if not isinstance(primary, str) or not _PLAIN.fullmatch(primary):
             errors.append(f"{where}: primary_incremental_column: expected a column name or none, got {primary!r}")
             primary = None
 

@@ -186,10 +186,11 @@ def make_plan(
         return Bound(column=column.name, kind=column.watermark_kind, lower=watermark.parse(stored, column.watermark_kind),
                      upper=upper, upper_inclusive=inclusive)
 
-    primary = bound(primary_col, state.last_primary_value) if primary_col else None
+    # A watermark stored for another column is never parsed, let alone reused (it may not even be of
+    # this column's type).
+    same_column = primary_col is not None and state.primary_column_name in (None, primary_col.name)
+    primary = bound(primary_col, state.last_primary_value if same_column else None) if primary_col else None
     fallback = tuple(bound(c, state.column_values.get(c.name)) for c in fallback_cols)
-    if primary_col and state.primary_column_name not in (None, primary_col.name):
-        primary = Bound(primary.column, primary.kind, None, primary.upper, primary.upper_inclusive)
 
     strategy, reason = "primary" if primary else "fallback", "stored watermark"
     if force_full:

@@ -32,12 +32,14 @@ class Ident(str):
     """An identifier that was checked (against the live schema, or is one of ours) and may be quoted."""
 
     def __new__(cls, name: str) -> "Ident":
-        if not _PLAIN.match(name or ""):
+        if not _PLAIN.fullmatch(name or ""):
             raise RenderError(f"identifier {name!r} is not a plain identifier (letters, digits, _ only)")
         return super().__new__(cls, name)
 
 
 def quote_ident(name: Any, dialect: str) -> str:
+    if isinstance(name, jinja2.Undefined):
+        name._fail_with_undefined_error()  # raises UndefinedError, reported with the template's name
     if not isinstance(name, Ident):
         raise RenderError(f"unchecked identifier {name!r} reached the quoting filter")
     if dialect == "mysql":

@@ -93,7 +93,7 @@ class Settings:
                 )
             urls[key] = url
         schema = env["ETL_RAW_SCHEMA"]
-        if not PLAIN_IDENTIFIER.match(schema):
+        if not PLAIN_IDENTIFIER.fullmatch(schema):
             raise ConfigError(f"setting ETL_RAW_SCHEMA: {schema!r} is not a plain identifier")
         tables = Path(env["ETL_TABLES"])
         numbers = {}

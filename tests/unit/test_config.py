@@ -177,8 +177,6 @@ def test_table_name_must_be_plain(tmp_path, name: str, shown: str) -> None:
                               "(letters, digits and _ only)")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG etl/config.py _PLAIN: `$` matches before a trailing newline, so a "
-                                       "table named \"patient\\n\" is accepted as a plain identifier")
 def test_table_name_with_trailing_newline_is_rejected(tmp_path) -> None:
     path = write(tmp_path, one_table('"patient\\n"', GOOD_TABLE))
     error_of(path)
@@ -291,9 +289,6 @@ def test_raised_config_error_carries_exit_code_2(tmp_path) -> None:
     assert str(info.value) == f"{tmp_path / 'tables.yml'}: 'tables:' is empty"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG etl/config.py: yaml.safe_load keeps the last of two equal mapping keys, "
-                                       "so a table configured twice in tables.yml is silently overridden instead "
-                                       "of being reported with the other problems")
 def test_table_configured_twice_is_reported(tmp_path) -> None:
     path = write(tmp_path, """
         tables:

@@ -109,11 +109,6 @@ def test_changed_primary_column_is_full_and_the_old_watermark_is_not_reused() ->
     assert forced.window_params() == {"w0_hi": TS_UPPER}
 
 
-@pytest.mark.xfail(strict=True, raises=SchemaError,
-                   reason="BUG etl/plan.py make_plan: the stored last_primary_value is parsed with the kind of the "
-                          "newly configured column before primary_column_name is compared, so switching the primary "
-                          "column between kinds (integer PatNum -> timestamp DateTStamp) raises \"stored watermark "
-                          "'4200' is not a valid datetime\" instead of planning a full refresh")
 def test_changed_primary_column_of_another_kind_is_not_parsed() -> None:
     """An integer watermark stored for PatNum is not read as a timestamp (nor raises) for DateTStamp."""
     state = StoredState(status="success", primary_column_name="PatNum", last_primary_value="4200")

@@ -55,8 +55,6 @@ def test_ident_rejects_names_that_are_not_plain(name: str) -> None:
         Ident(name)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG etl/render.py _PLAIN: `$` also matches before a trailing newline "
-                                       "(re.match with ^...$), so Ident('patient\\n') is accepted")
 def test_ident_rejects_a_trailing_newline() -> None:
     with pytest.raises(RenderError):
         Ident("patient\n")
@@ -140,10 +138,6 @@ def test_missing_variable_raises_render_error_naming_the_template() -> None:
         render("mysql/add_column", table=Ident("patient"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG etl/render.py: a missing variable piped into `ident` reaches "
-                                       "quote_ident as a StrictUndefined, which raises 'unchecked identifier "
-                                       "Undefined reached the quoting filter' naming neither the template nor "
-                                       "the variable (the UndefinedError wrapper in Renderer.render never runs)")
 def test_missing_identifier_variable_names_the_template() -> None:
     with pytest.raises(RenderError, match=r"^template sql_templates/mysql/drop_table\.sql\.j2: 'table' is undefined$"):
         render("mysql/drop_table")

@@ -71,8 +71,6 @@ def test_raw_schema_must_be_a_plain_identifier(tmp_path, schema: str) -> None:
     assert info.value.exit_code == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG etl/settings.py PLAIN_IDENTIFIER: `$` matches before a trailing "
-                                       "newline, so ETL_RAW_SCHEMA='raw\\n' is accepted")
 def test_raw_schema_with_trailing_newline_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError):
         Settings.load(environ={"ETL_RAW_SCHEMA": "raw\n"}, cwd=tmp_path)

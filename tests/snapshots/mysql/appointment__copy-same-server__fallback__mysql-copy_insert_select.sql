@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStat
 SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
 FROM `opendental`.`appointment`
 WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` < :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` < :w2_hi))
-
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptStatus` = VALUES(`AptStatus`),

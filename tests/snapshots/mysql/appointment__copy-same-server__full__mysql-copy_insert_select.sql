@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStat
 SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
 FROM `opendental`.`appointment`
 WHERE TRUE
-
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptStatus` = VALUES(`AptStatus`),

@@ -40,7 +40,6 @@ SELECT `AptNum`, `DateTStamp`, `AptDateTime`,
          :load_id) AS BINARY)
 FROM `appointment`
 WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` <= :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` <= :w2_hi))
-
   AND ((`AptNum` > :k0))
 ORDER BY `AptNum`
 LIMIT :batch_size

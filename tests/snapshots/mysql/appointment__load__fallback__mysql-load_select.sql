@@ -40,7 +40,6 @@ SELECT `AptNum`, `DateTStamp`, `AptDateTime`,
          :load_id) AS BINARY)
 FROM `appointment`
 WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` <= :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` <= :w2_hi))
-
 ORDER BY `AptNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo

@@ -40,7 +40,6 @@ SELECT `AptNum`, `DateTStamp`, `AptDateTime`,
          :load_id) AS BINARY)
 FROM `appointment`
 WHERE TRUE
-
   AND ((`AptNum` > :k0))
 ORDER BY `AptNum`
 LIMIT :batch_size

@@ -40,7 +40,6 @@ SELECT `AptNum`, `DateTStamp`, `AptDateTime`,
          :load_id) AS BINARY)
 FROM `appointment`
 WHERE TRUE
-
 ORDER BY `AptNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

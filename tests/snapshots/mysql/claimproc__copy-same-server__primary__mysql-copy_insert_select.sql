@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `Cl
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `ProcNum` = VALUES(`ProcNum`),
   `ClaimNum` = VALUES(`ClaimNum`),

@@ -54,7 +54,6 @@ SELECT `ClaimProcNum`, `SecDateTEdit`,
          :load_id) AS BINARY)
 FROM `claimproc`
 WHERE TRUE
-
   AND ((`ClaimProcNum` > :k0))
 ORDER BY `ClaimProcNum`
 LIMIT :batch_size

@@ -54,7 +54,6 @@ SELECT `ClaimProcNum`, `SecDateTEdit`,
          :load_id) AS BINARY)
 FROM `claimproc`
 WHERE TRUE
-
 ORDER BY `ClaimProcNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

@@ -54,7 +54,6 @@ SELECT `SecDateTEdit`, `ClaimProcNum`,
          :load_id) AS BINARY)
 FROM `claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` <= :w0_hi)
-
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `ClaimProcNum` > :k1))
 ORDER BY `SecDateTEdit`, `ClaimProcNum`
 LIMIT :batch_size

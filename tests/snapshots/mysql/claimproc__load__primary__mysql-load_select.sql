@@ -54,7 +54,6 @@ SELECT `SecDateTEdit`, `ClaimProcNum`,
          :load_id) AS BINARY)
 FROM `claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` <= :w0_hi)
-
 ORDER BY `SecDateTEdit`, `ClaimProcNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

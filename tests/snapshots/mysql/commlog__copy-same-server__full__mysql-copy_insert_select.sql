@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDat
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
 WHERE TRUE
-
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `CommDateTime` = VALUES(`CommDateTime`),

@@ -22,7 +22,6 @@ SELECT `CommlogNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `commlog`
 WHERE TRUE
-
   AND ((`CommlogNum` > :k0))
 ORDER BY `CommlogNum`
 LIMIT :batch_size

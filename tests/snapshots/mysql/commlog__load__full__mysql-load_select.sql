@@ -22,7 +22,6 @@ SELECT `CommlogNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `commlog`
 WHERE TRUE
-
 ORDER BY `CommlogNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

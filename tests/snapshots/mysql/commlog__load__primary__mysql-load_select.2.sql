@@ -22,7 +22,6 @@ SELECT `DateTStamp`, `CommlogNum`,
          :load_id) AS BINARY)
 FROM `commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1))
 ORDER BY `DateTStamp`, `CommlogNum`
 LIMIT :batch_size

@@ -22,7 +22,6 @@ SELECT `DateTStamp`, `CommlogNum`,
          :load_id) AS BINARY)
 FROM `commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
 ORDER BY `DateTStamp`, `CommlogNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOr
 SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
 FROM `opendental`.`definition`
 WHERE TRUE
-
 ON DUPLICATE KEY UPDATE
   `Category` = VALUES(`Category`),
   `ItemOrder` = VALUES(`ItemOrder`),

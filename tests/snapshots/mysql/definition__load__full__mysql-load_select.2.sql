@@ -12,7 +12,6 @@ SELECT `DefNum`,
          :load_id) AS BINARY)
 FROM `definition`
 WHERE TRUE
-
   AND ((`DefNum` > :k0))
 ORDER BY `DefNum`
 LIMIT :batch_size

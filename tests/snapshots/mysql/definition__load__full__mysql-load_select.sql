@@ -12,7 +12,6 @@ SELECT `DefNum`,
          :load_id) AS BINARY)
 FROM `definition`
 WHERE TRUE
-
 ORDER BY `DefNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

@@ -12,7 +12,6 @@ SELECT `DefNum`,
          :load_id) AS BINARY)
 FROM `definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
-
   AND ((`DefNum` > :k0))
 ORDER BY `DefNum`
 LIMIT :batch_size

@@ -12,7 +12,6 @@ SELECT `DefNum`,
          :load_id) AS BINARY)
 FROM `definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
-
 ORDER BY `DefNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`patient` (`PatNum`, `LName`, `FName`, `Mid
 SELECT `PatNum`, `LName`, `FName`, `MiddleI`, `Preferred`, `PatStatus`, `Gender`, `Position`, `Birthdate`, `SSN`, `Address`, `Address2`, `City`, `State`, `Zip`, `HmPhone`, `WkPhone`, `WirelessPhone`, `Guarantor`, `CreditType`, `Email`, `Salutation`, `EstBalance`, `PriProv`, `SecProv`, `FeeSched`, `BillingType`, `ImageFolder`, `AddrNote`, `FamFinUrgNote`, `MedUrgNote`, `ApptModNote`, `StudentStatus`, `SchoolName`, `ChartNumber`, `MedicaidID`, `Bal_0_30`, `Bal_31_60`, `Bal_61_90`, `BalOver90`, `InsEst`, `BalTotal`, `EmployerNum`, `EmploymentNote`, `County`, `GradeLevel`, `Urgency`, `DateFirstVisit`, `ClinicNum`, `HasIns`, `TrophyFolder`, `PlannedIsDone`, `Premed`, `Ward`, `PreferConfirmMethod`, `PreferContactMethod`, `PreferRecallMethod`, `SchedBeforeTime`, `SchedAfterTime`, `SchedDayOfWeek`, `Language`, `AdmitDate`, `Title`, `PayPlanDue`, `SiteNum`, `DateTStamp`, `ResponsParty`, `CanadianEligibilityCode`, `AskToArriveEarly`, `PreferContactConfidential`, `SuperFamily`, `TxtMsgOk`, `SmokingSnoMed`, `Country`, `DateTimeDeceased`, `BillingCycleDay`, `SecUserNumEntry`, `SecDateEntry`, `HasSuperBilling`, `PatNumCloneFrom`, `DiscountPlanNum`, `HasSignedTil`, `ShortCodeOptIn`, `SecurityHash`
 FROM `opendental`.`patient`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `LName` = VALUES(`LName`),
   `FName` = VALUES(`FName`),

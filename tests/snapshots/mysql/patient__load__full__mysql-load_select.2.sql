@@ -89,7 +89,6 @@ SELECT `PatNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `patient`
 WHERE TRUE
-
   AND ((`PatNum` > :k0))
 ORDER BY `PatNum`
 LIMIT :batch_size

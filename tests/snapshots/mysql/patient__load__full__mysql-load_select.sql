@@ -89,7 +89,6 @@ SELECT `PatNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `patient`
 WHERE TRUE
-
 ORDER BY `PatNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

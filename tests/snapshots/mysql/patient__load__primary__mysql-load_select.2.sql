@@ -89,7 +89,6 @@ SELECT `DateTStamp`, `PatNum`,
          :load_id) AS BINARY)
 FROM `patient`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `PatNum` > :k1))
 ORDER BY `DateTStamp`, `PatNum`
 LIMIT :batch_size

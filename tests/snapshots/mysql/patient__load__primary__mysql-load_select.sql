@@ -89,7 +89,6 @@ SELECT `DateTStamp`, `PatNum`,
          :load_id) AS BINARY)
 FROM `patient`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
 ORDER BY `DateTStamp`, `PatNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

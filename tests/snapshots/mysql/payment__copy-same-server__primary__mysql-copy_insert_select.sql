@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, 
 SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
 FROM `opendental`.`payment`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `PayType` = VALUES(`PayType`),
   `PayDate` = VALUES(`PayDate`),

@@ -28,7 +28,6 @@ SELECT `PayNum`, `SecDateTEdit`,
          :load_id) AS BINARY)
 FROM `payment`
 WHERE TRUE
-
   AND ((`PayNum` > :k0))
 ORDER BY `PayNum`
 LIMIT :batch_size

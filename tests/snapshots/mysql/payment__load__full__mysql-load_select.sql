@@ -28,7 +28,6 @@ SELECT `PayNum`, `SecDateTEdit`,
          :load_id) AS BINARY)
 FROM `payment`
 WHERE TRUE
-
 ORDER BY `PayNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

@@ -28,7 +28,6 @@ SELECT `SecDateTEdit`, `PayNum`,
          :load_id) AS BINARY)
 FROM `payment`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` <= :w0_hi)
-
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `PayNum` > :k1))
 ORDER BY `SecDateTEdit`, `PayNum`
 LIMIT :batch_size

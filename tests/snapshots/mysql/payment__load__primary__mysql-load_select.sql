@@ -28,7 +28,6 @@ SELECT `SecDateTEdit`, `PayNum`,
          :load_id) AS BINARY)
 FROM `payment`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` <= :w0_hi)
-
 ORDER BY `SecDateTEdit`, `PayNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

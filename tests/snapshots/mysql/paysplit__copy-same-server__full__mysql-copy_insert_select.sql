@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum
 SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
 FROM `opendental`.`paysplit`
 WHERE TRUE
-
 ON DUPLICATE KEY UPDATE
   `SplitAmt` = VALUES(`SplitAmt`),
   `PatNum` = VALUES(`PatNum`),

@@ -26,7 +26,6 @@ SELECT `SplitNum`, `SecDateTEdit`,
          :load_id) AS BINARY)
 FROM `paysplit`
 WHERE TRUE
-
   AND ((`SplitNum` > :k0))
 ORDER BY `SplitNum`
 LIMIT :batch_size

@@ -26,7 +26,6 @@ SELECT `SplitNum`, `SecDateTEdit`,
          :load_id) AS BINARY)
 FROM `paysplit`
 WHERE TRUE
-
 ORDER BY `SplitNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

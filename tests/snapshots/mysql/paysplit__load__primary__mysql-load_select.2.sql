@@ -26,7 +26,6 @@ SELECT `SecDateTEdit`, `SplitNum`,
          :load_id) AS BINARY)
 FROM `paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` <= :w0_hi)
-
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `SplitNum` > :k1))
 ORDER BY `SecDateTEdit`, `SplitNum`
 LIMIT :batch_size

@@ -26,7 +26,6 @@ SELECT `SecDateTEdit`, `SplitNum`,
          :load_id) AS BINARY)
 FROM `paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` <= :w0_hi)
-
 ORDER BY `SecDateTEdit`, `SplitNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

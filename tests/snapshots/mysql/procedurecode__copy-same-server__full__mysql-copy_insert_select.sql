@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `De
 SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
 FROM `opendental`.`procedurecode`
 WHERE TRUE
-
 ON DUPLICATE KEY UPDATE
   `ProcCode` = VALUES(`ProcCode`),
   `Descript` = VALUES(`Descript`),

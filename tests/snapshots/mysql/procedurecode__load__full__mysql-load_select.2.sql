@@ -42,7 +42,6 @@ SELECT `CodeNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `procedurecode`
 WHERE TRUE
-
   AND ((`CodeNum` > :k0))
 ORDER BY `CodeNum`
 LIMIT :batch_size

@@ -42,7 +42,6 @@ SELECT `CodeNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `procedurecode`
 WHERE TRUE
-
 ORDER BY `CodeNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

@@ -42,7 +42,6 @@ SELECT `DateTStamp`, `CodeNum`,
          :load_id) AS BINARY)
 FROM `procedurecode`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CodeNum` > :k1))
 ORDER BY `DateTStamp`, `CodeNum`
 LIMIT :batch_size

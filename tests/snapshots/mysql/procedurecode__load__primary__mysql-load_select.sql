@@ -42,7 +42,6 @@ SELECT `DateTStamp`, `CodeNum`,
          :load_id) AS BINARY)
 FROM `procedurecode`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
 ORDER BY `DateTStamp`, `CodeNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNu
 SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
 FROM `opendental`.`procedurelog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptNum` = VALUES(`AptNum`),

@@ -72,7 +72,6 @@ SELECT `ProcNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `procedurelog`
 WHERE TRUE
-
   AND ((`ProcNum` > :k0))
 ORDER BY `ProcNum`
 LIMIT :batch_size

@@ -72,7 +72,6 @@ SELECT `ProcNum`, `DateTStamp`,
          :load_id) AS BINARY)
 FROM `procedurelog`
 WHERE TRUE
-
 ORDER BY `ProcNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

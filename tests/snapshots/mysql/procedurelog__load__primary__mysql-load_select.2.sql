@@ -72,7 +72,6 @@ SELECT `DateTStamp`, `ProcNum`,
          :load_id) AS BINARY)
 FROM `procedurelog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `ProcNum` > :k1))
 ORDER BY `DateTStamp`, `ProcNum`
 LIMIT :batch_size

@@ -72,7 +72,6 @@ SELECT `DateTStamp`, `ProcNum`,
          :load_id) AS BINARY)
 FROM `procedurelog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` <= :w0_hi)
-
 ORDER BY `DateTStamp`, `ProcNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`,
 SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
 FROM `opendental`.`provider`
 WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `Abbr` = VALUES(`Abbr`),
   `ItemOrder` = VALUES(`ItemOrder`),

@@ -51,7 +51,6 @@ SELECT `ProvNum`,
          :load_id) AS BINARY)
 FROM `provider`
 WHERE TRUE
-
   AND ((`ProvNum` > :k0))
 ORDER BY `ProvNum`
 LIMIT :batch_size

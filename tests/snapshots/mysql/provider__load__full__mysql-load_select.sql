@@ -51,7 +51,6 @@ SELECT `ProvNum`,
          :load_id) AS BINARY)
 FROM `provider`
 WHERE TRUE
-
 ORDER BY `ProvNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

@@ -51,7 +51,6 @@ SELECT `ProvNum`,
          :load_id) AS BINARY)
 FROM `provider`
 WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
-
 ORDER BY `ProvNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

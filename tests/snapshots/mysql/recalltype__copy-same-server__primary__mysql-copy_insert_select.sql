@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description
 SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
 FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `Description` = VALUES(`Description`),
   `DefaultInterval` = VALUES(`DefaultInterval`),

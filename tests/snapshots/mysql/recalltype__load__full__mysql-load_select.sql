@@ -11,7 +11,6 @@ SELECT `RecallTypeNum`,
          :load_id) AS BINARY)
 FROM `recalltype`
 WHERE TRUE
-
 ORDER BY `RecallTypeNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

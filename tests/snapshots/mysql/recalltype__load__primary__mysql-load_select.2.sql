@@ -11,7 +11,6 @@ SELECT `RecallTypeNum`,
          :load_id) AS BINARY)
 FROM `recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
-
   AND ((`RecallTypeNum` > :k0))
 ORDER BY `RecallTypeNum`
 LIMIT :batch_size

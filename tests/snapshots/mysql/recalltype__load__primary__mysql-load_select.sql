@@ -11,7 +11,6 @@ SELECT `RecallTypeNum`,
          :load_id) AS BINARY)
 FROM `recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
-
 ORDER BY `RecallTypeNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

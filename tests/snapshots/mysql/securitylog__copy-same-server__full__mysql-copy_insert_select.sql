@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`
 SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
 FROM `opendental`.`securitylog`
 WHERE TRUE
-
 ON DUPLICATE KEY UPDATE
   `PermType` = VALUES(`PermType`),
   `UserNum` = VALUES(`UserNum`),

@@ -3,7 +3,6 @@ INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`
 SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
 FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
-
 ON DUPLICATE KEY UPDATE
   `PermType` = VALUES(`PermType`),
   `UserNum` = VALUES(`UserNum`),

@@ -17,7 +17,6 @@ SELECT `SecurityLogNum`,
          :load_id) AS BINARY)
 FROM `securitylog`
 WHERE TRUE
-
   AND ((`SecurityLogNum` > :k0))
 ORDER BY `SecurityLogNum`
 LIMIT :batch_size

@@ -17,7 +17,6 @@ SELECT `SecurityLogNum`,
          :load_id) AS BINARY)
 FROM `securitylog`
 WHERE TRUE
-
 ORDER BY `SecurityLogNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id

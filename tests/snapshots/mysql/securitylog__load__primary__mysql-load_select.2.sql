@@ -17,7 +17,6 @@ SELECT `SecurityLogNum`,
          :load_id) AS BINARY)
 FROM `securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
-
   AND ((`SecurityLogNum` > :k0))
 ORDER BY `SecurityLogNum`
 LIMIT :batch_size

@@ -17,7 +17,6 @@ SELECT `SecurityLogNum`,
          :load_id) AS BINARY)
 FROM `securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
-
 ORDER BY `SecurityLogNum`
 LIMIT :batch_size
 -- binds: :batch_size, :load_id, :w0_hi, :w0_lo

@@ -28,6 +28,8 @@ def _setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Alembic narrates every plugin and revision at INFO; `etl migrate` prints its own summary.
+    logging.getLogger("alembic").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,7 +49,27 @@ def _phase_function(phase: str):
     if phase == "load":
         from etl.phases.load import load_table
         return load_table
+    if phase == "reconcile":
+        return _reconcile
     raise ValueError(phase)
+
+
+@dataclass
+class _Summary:
+    strategy: str
+    rows_read: int
+    rows_written: int
+
+    @property
+    def plan(self):  # the shape run_table reads from a phase outcome
+        return self
+
+
+def _reconcile(settings: Settings, table: TableConfig, run_id: str, **_: object) -> _Summary:
+    from etl.verify import reconcile_table
+
+    deleted = reconcile_table(settings, table, run_id)
+    return _Summary("keys", 0, deleted["replica"] + deleted["raw"])
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -86,11 +106,13 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
                 results.append(TableResult(phase, table.name, False, error=f"skipped: {results[-1].phase} failed"))
                 continue
             results.append(run_table(settings, phase, table, run_id, full=full, strategy=strategy))
+        if "load" in phases and table.delete_detection == "reconcile" and all(r.ok for r in results):
+            results.append(run_table(settings, "reconcile", table, run_id))
         return results
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="etl") as pool:
         per_table = list(pool.map(one_table, selected))
-    ordered = [r for phase in phases for results in per_table for r in results if r.phase == phase]
+    ordered = [r for phase in [*phases, "reconcile"] for results in per_table for r in results if r.phase == phase]
     return ordered
 
 

@@ -49,7 +49,9 @@ def tracking_metadata(schema: str) -> sa.MetaData:
     """The head state, for `alembic check`; the revisions spell out the same names by hand."""
     metadata = sa.MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
     status_table(metadata, "etl_load_status", "last_loaded", "rows_loaded", "load_status")
-    status_table(metadata, "etl_transform_status", "last_transformed", "rows_transformed", "transformation_status")
+    transform = status_table(metadata, "etl_transform_status", "last_transformed", "rows_transformed",
+                             "transformation_status")
+    transform.append_column(sa.Column("last_load_id", sa.BigInteger))  # 0005: the last load transformed
     sa.Table(
         "etl_run_history", metadata,
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),

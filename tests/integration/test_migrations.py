@@ -23,7 +23,8 @@ from tests.conftest import mysql_conn, pg_conn
 
 pytestmark = pytest.mark.integration
 
-HEAD = "0004_widen_rows"
+HEAD = "0004_widen_rows"           # the replica (MySQL) lineage
+PG_HEAD = "0005_transform_load_id"  # the analytics (PostgreSQL) lineage
 NEVER = dt.datetime(1969, 1, 1)
 STRICT = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO"
 
@@ -69,7 +70,8 @@ def status_columns(last: str, rows: str, status: str) -> dict:
 
 PG_TABLES = {
     "etl_load_status": status_columns("last_loaded", "rows_loaded", "load_status"),
-    "etl_transform_status": status_columns("last_transformed", "rows_transformed", "transformation_status"),
+    "etl_transform_status": {**status_columns("last_transformed", "rows_transformed", "transformation_status"),
+                             "last_load_id": ("bigint", True)},
     "etl_run_history": {
         "id": ("bigint", False), "run_id": ("varchar(36)", False), "phase": ("varchar(20)", False),
         "table_name": ("varchar(255)", False), "strategy": ("varchar(20)", True), "status": ("varchar(50)", False),
@@ -196,11 +198,11 @@ def test_migrate_creates_databases_schema_and_tables(settings):
 
     assert lines == [
         f"replica {settings.replica_url.database}: created, upgraded to {HEAD}",
-        f"analytics {settings.analytics_url.database}: created, schema raw created, upgraded to {HEAD}",
+        f"analytics {settings.analytics_url.database}: created, schema raw created, upgraded to {PG_HEAD}",
     ]
     assert_schema_at_head(settings)
     assert set(mysql_engines(settings.replica_url).values()) == {"InnoDB"}
-    assert current_revisions(settings) == {"replica": HEAD, "analytics": HEAD} == head_revisions()
+    assert current_revisions(settings) == {"replica": HEAD, "analytics": PG_HEAD} == head_revisions()
     assert_no_drift(settings)
 
 
@@ -212,7 +214,7 @@ def test_migrate_twice_is_a_no_op(settings):
     lines = migrate(settings)
 
     assert lines == [f"replica {settings.replica_url.database}: already at {HEAD}",
-                     f"analytics {settings.analytics_url.database}: already at {HEAD}"]
+                     f"analytics {settings.analytics_url.database}: already at {PG_HEAD}"]
     with contextlib.closing(mysql_conn(settings.replica_url)) as conn:
         assert [query(conn, f"SHOW CREATE TABLE `{t}`") for t in MYSQL_TABLES] == before
     assert_schema_at_head(settings)
@@ -412,7 +414,7 @@ def test_alembic_command_line(settings):
         result = subprocess.run([str(alembic), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
-    assert current_revisions(settings) == {"replica": HEAD, "analytics": HEAD}
+    assert current_revisions(settings) == {"replica": HEAD, "analytics": PG_HEAD}
     assert_schema_at_head(settings)
 
 

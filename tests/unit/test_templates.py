@@ -105,6 +105,14 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "postgres/load_column_status_upsert": (lambda: dict(schema=Ident("raw")), set(STATUS_COLUMNS)),
     "postgres/transform_status_all": (lambda: dict(schema=Ident("raw")), set()),
     "postgres/transform_status_init": (lambda: dict(schema=Ident("raw")), {"table_name", "primary_column_name"}),
+    # ---- PostgreSQL: the transform phase (etl/phases/transform.py)
+    "postgres/transform_state_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
+    "postgres/transform_pending": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), has_after=True),
+                                   {"through", "after"}),
+    "postgres/transform_status_mark": (lambda: dict(schema=Ident("raw")),
+                                       {"table_name", "primary_column_name", "last_primary_value", "last_load_id",
+                                        "transformation_status"}),
+    "postgres/transform_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
 }
 
 

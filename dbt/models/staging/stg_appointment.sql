@@ -1,0 +1,10 @@
+{{ config(
+    unique_key='apt_num',
+    indexes=[{'columns': ['apt_num'], 'unique': True}],
+    post_hook=["{{ etl_record_transform('appointment') }}"],
+) }}
+
+select
+  {{ opendental_staging_columns(source('opendental', 'appointment'), booleans=['TimeLocked', 'IsNewPatient', 'IsHygiene']) }}
+from {{ source('opendental', 'appointment') }}
+where {{ etl_incremental_filter('appointment') }}

@@ -1,0 +1,10 @@
+{{ config(
+    unique_key='pat_num',
+    indexes=[{'columns': ['pat_num'], 'unique': True}],
+    post_hook=["{{ etl_record_transform('patient') }}"],
+) }}
+
+select
+  {{ opendental_staging_columns(source('opendental', 'patient'), booleans=['PlannedIsDone', 'Premed', 'HasSuperBilling', 'HasSignedTil']) }}
+from {{ source('opendental', 'patient') }}
+where {{ etl_incremental_filter('patient') }}

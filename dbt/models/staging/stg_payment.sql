@@ -1,0 +1,10 @@
+{{ config(
+    unique_key='pay_num',
+    indexes=[{'columns': ['pay_num'], 'unique': True}],
+    post_hook=["{{ etl_record_transform('payment') }}"],
+) }}
+
+select
+  {{ opendental_staging_columns(source('opendental', 'payment'), booleans=['IsSplit', 'IsRecurringCC', 'IsCcCompleted']) }}
+from {{ source('opendental', 'payment') }}
+where {{ etl_incremental_filter('payment') }}

@@ -1,0 +1,10 @@
+{{ config(
+    unique_key='security_log_num',
+    indexes=[{'columns': ['security_log_num'], 'unique': True}],
+    post_hook=["{{ etl_record_transform('securitylog') }}"],
+) }}
+
+select
+  {{ opendental_staging_columns(source('opendental', 'securitylog'), booleans=[]) }}
+from {{ source('opendental', 'securitylog') }}
+where {{ etl_incremental_filter('securitylog') }}

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     sub.add_parser("check-config", help="validate tables.yml against the live source schema")
     for name, text in (("copy", "source MySQL -> replica MySQL"), ("load", "replica MySQL -> PostgreSQL raw"),
-                       ("run", "copy, then load")):
+                       ("transform", "PostgreSQL raw -> dbt models (dbt/ or ETL_DBT_PROJECT_DIR), tracked per table"),
+                       ("run", "copy, then load, then transform")):
         p = sub.add_parser(name, help=text)
         p.add_argument("tables", nargs="*", metavar="TABLE", help="configured tables (default: all)")
         p.add_argument("--full", action="store_true", help="refresh in full, ignoring stored watermarks")
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true")
     reconcile = sub.add_parser("reconcile", help="delete from replica and raw the rows deleted at the source")
     reconcile.add_argument("tables", nargs="*", metavar="TABLE")
+    dbt = sub.add_parser("dbt", help="run a dbt command on the transform project with the ETL's settings "
+                                     "(e.g. `etl dbt source freshness`)")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    dbt_sources = sub.add_parser("dbt-sources", help="regenerate dbt/models/staging/_sources.yml from tables.yml")
+    dbt_sources.add_argument("--check", action="store_true", help="exit 1 when the file is stale instead")
     render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
@@ -97,6 +103,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         for table, rows in counts.items():
             print(f"{table:<16} {rows:>10,} rows")
         return 0
+    if args.command == "dbt":
+        from etl.phases.transform import dbt_command
+        return dbt_command(settings, args.dbt_args)
 
     from etl.config import load_config
     config = load_config(settings.tables_path)
@@ -137,9 +146,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from etl.inspect import render_table
         print(render_table(settings, config, args.phase, args.table, strategy=args.strategy))
         return 0
-    if args.command in ("copy", "load", "run"):
+    if args.command == "dbt-sources":
+        from etl.dbt_sources import main as dbt_sources_main
+        return dbt_sources_main(["--check"] if args.check else [], tables_path=settings.tables_path)
+    if args.command in ("copy", "load", "transform", "run"):
         from etl.runner import run_phases
-        phases = ["copy", "load"] if args.command == "run" else [args.command]
+        phases = ["copy", "load", "transform"] if args.command == "run" else [args.command]
         from etl.runner import DEFAULT_JOBS
         results = run_phases(settings, config, phases, args.tables, full=args.full,
                              jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS)

@@ -41,7 +41,7 @@ def table_lock(settings: Settings, phase: str, table: str) -> Iterator[None]:
         finally:
             conn.close()  # closing the session releases the lock
         return
-    if phase == "load":
+    if phase in ("load", "transform"):  # transform: one lock for the dbt run (etl/phases/transform.py)
         conn = pg_connect(settings.analytics_url)
         conn.autocommit = True
         try:

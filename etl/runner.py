@@ -102,6 +102,8 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
     def one_table(table: TableConfig) -> list[TableResult]:
         results = []
         for phase in phases:
+            if phase == "transform":  # not per table: once for all tables, below
+                continue
             if results and not results[-1].ok:
                 results.append(TableResult(phase, table.name, False, error=f"skipped: {results[-1].phase} failed"))
                 continue
@@ -113,6 +115,9 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="etl") as pool:
         per_table = list(pool.map(one_table, selected))
     ordered = [r for phase in [*phases, "reconcile"] for results in per_table for r in results if r.phase == phase]
+    if "transform" in phases:  # dbt builds the models of all tables that did not fail above, in one run
+        from etl.phases.transform import transform_after
+        ordered += transform_after(settings, config, selected, ordered, full=full, run_id=run_id)
     return ordered
 
 

@@ -1,0 +1,387 @@
+"""Transform phase: PostgreSQL `raw` -> dbt models, tracked per table in raw.etl_transform_status.
+
+One run, for the selected tables:
+
+1. Read each table's window of loads when the run starts: ``after`` = the last load transformed
+   (etl_transform_status.last_load_id), ``through`` = the last load committed (the largest run-history id
+   of a load of the table). Loads of a table never overlap and take increasing ids, so every row with a
+   marker up to ``through`` has committed, and a row loaded later gets a larger one.
+2. Parse the dbt project (the shipped ``dbt/``, or ETL_DBT_PROJECT_DIR) and find the models that read
+   each table's source in the raw schema.
+3. Select the models of the tables with rows in their window (``--full``: every model of the tables,
+   ``--full-refresh``) together with their descendants, and run ``dbt build`` through dbt's Python
+   runner, the windows passed as the var ``etl_load_windows``. Each model reads its window through
+   ``etl_incremental_filter`` and records it with the post-hook ``etl_record_transform``, inside the
+   model's own transaction.
+4. From dbt's results: a table whose model, a descendant or one of their tests failed is ``failed`` and
+   gets its start-of-run window back (the next run takes the same loads again); a table with nothing to
+   do is ``skipped``; the others stay as the post-hook wrote them (``success``). One run-history row per
+   table, phase ``transform``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from etl import PROJECT_ROOT
+from etl.config import EtlConfig
+from etl.db import execute, fetch_one, pg_connect
+from etl.errors import ConfigError, EtlError, PhaseError
+from etl.render import Ident, render
+from etl.schema import reflect_pg_columns
+from etl.settings import Settings, mask_secrets, read_dotenv
+
+log = logging.getLogger("etl.transform")
+
+SHIPPED_PROJECT_DIR = PROJECT_ROOT / "dbt"
+HISTORY_TABLE = "etl_run_history"
+#: One lock for the phase (etl:transform:dbt): descendants of one table's models read other tables too.
+LOCK_NAME = "dbt"
+#: dbt result statuses that fail a table (models: error; tests: fail, error).
+FAILED = {"error", "fail", "runtime error"}
+
+
+@dataclass
+class TableWindow:
+    """One table's state when the run starts, and what became of it."""
+
+    table: str
+    primary_column: str | None        # tables.yml's primary incremental column
+    through: int | None = None        # last load committed
+    after: int | None = None          # last load transformed
+    stored_value: str | None = None   # last_primary_value at the start
+    stored_column: str | None = None  # primary_column_name at the start
+    loaded: bool = False              # raw.<table> exists and a load committed
+    pending: bool = False             # rows in (after, through]
+    models: list[str] = field(default_factory=list)
+    status: str = "skipped"
+    reason: str | None = None
+    error: str | None = None
+    rows: int = 0
+    value_after: str | None = None
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- the dbt project and its environment
+
+def dbt_project_dir() -> Path:
+    """ETL_DBT_PROJECT_DIR (environment, then .env), else the project shipped in dbt/."""
+    value = os.environ.get("ETL_DBT_PROJECT_DIR") or read_dotenv(Path.cwd() / ".env").get("ETL_DBT_PROJECT_DIR")
+    path = Path(value).expanduser().resolve() if value else SHIPPED_PROJECT_DIR
+    if not (path / "dbt_project.yml").is_file():
+        raise ConfigError(f"setting ETL_DBT_PROJECT_DIR: {path} is not a dbt project (no dbt_project.yml)")
+    return path
+
+
+def dbt_profiles_args(project_dir: Path) -> list[str]:
+    """DBT_PROFILES_DIR when set (dbt reads it), else the project's own profiles.yml, else the shipped one
+    (profile `opendental_etl`, reading the ETL's settings)."""
+    if os.environ.get("DBT_PROFILES_DIR"):
+        return []
+    return ["--profiles-dir", str(project_dir if (project_dir / "profiles.yml").is_file() else SHIPPED_PROJECT_DIR)]
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """ETL_ANALYTICS_URL in the parts profiles.yml reads (dbt's env_var() cannot parse a URL)."""
+    url = settings.analytics_url
+    return {
+        "ETL_DBT_HOST": url.host or "127.0.0.1",
+        "ETL_DBT_PORT": str(url.port or 5432),
+        "ETL_DBT_USER": url.username or "postgres",
+        "DBT_ENV_SECRET_ETL_DBT_PASSWORD": url.password or "",
+        "ETL_DBT_DBNAME": url.database,
+        "ETL_RAW_SCHEMA": settings.raw_schema,
+    }
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """dbt runs in this process and reads os.environ: set the values for the call, then restore."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _runner(manifest: Any = None):
+    try:
+        from dbt.cli.main import dbtRunner
+    except ImportError:
+        raise ConfigError("the transform phase needs dbt: pip install -e '.[dbt]'") from None
+    return dbtRunner(manifest=manifest)
+
+
+def invoke_dbt(settings: Settings, args: Sequence[str], *, project_dir: Path | None = None, manifest: Any = None):
+    """Run one dbt command in-process on the project with the ETL's settings; returns dbt's result.
+
+    The project, profiles and color flags are appended unless `args` gives them; dbt itself reads
+    DBT_TARGET_PATH / DBT_LOG_PATH (where target/ and logs/ go) and DBT_PROFILES_DIR."""
+    args = list(args)
+    project_dir = project_dir or dbt_project_dir()
+    if "--project-dir" not in args:
+        args += ["--project-dir", str(project_dir)]
+    if "--profiles-dir" not in args:
+        args += dbt_profiles_args(project_dir)
+    if not sys.stdout.isatty() and "--use-colors" not in args:
+        args.append("--no-use-colors")
+    with _environment(dbt_environment(settings)):
+        return _runner(manifest).invoke(args)
+
+
+# ---------------------------------------------------------------- the phase
+
+def transform_tables(settings: Settings, config: EtlConfig, tables: Sequence[str] | None = None, *,
+                     full: bool = False, run_id: str | None = None):
+    """Transform the tables (None: every configured table; []: none); one TableResult per table."""
+    from etl.runner import TableResult
+
+    if tables is not None and not tables:
+        return []
+    selected = [t.name for t in config.select(list(tables) if tables else None)]
+    run_id = run_id or str(uuid.uuid4())
+    started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    started = time.monotonic()
+    project_dir = dbt_project_dir()
+    schema = Ident(settings.raw_schema)
+
+    pg = pg_connect(settings.analytics_url)
+    try:
+        windows = {name: _read_window(pg, schema, config.tables[name]) for name in config.tables}
+        pg.rollback()
+    finally:
+        pg.close()
+    todo = [windows[name] for name in selected]
+    dbt_vars = {"etl_load_windows": {w.table: {"after": w.after, "through": w.through}
+                                     for w in windows.values() if w.loaded}}
+
+    manifest, parse_error = _parse(settings, project_dir, dbt_vars)
+    if manifest is not None:
+        readers = _models_by_table(manifest, settings.raw_schema, set(config.tables))
+        for w in todo:
+            w.models = sorted(readers.get(w.table, ()))
+    for w in todo:
+        _decide(w, full=full, parse_error=parse_error, project_dir=project_dir)
+
+    chosen = [w for w in todo if w.status == "run"]
+    if chosen:
+        args = ["build", "--vars", json.dumps(dbt_vars)]
+        if full:
+            args.append("--full-refresh")
+        if not (full and tables is None):  # `etl transform --full` rebuilds the whole project
+            args += ["--select", *[f"{m}+" for w in chosen for m in w.models]]
+        log.info("transform: dbt %s", " ".join(a for a in args if not a.startswith("{")))
+        outcome = invoke_dbt(settings, args, project_dir=project_dir, manifest=manifest)
+        _apply_results(chosen, manifest, outcome, settings.raw_schema)
+
+    pg = pg_connect(settings.analytics_url)
+    try:
+        _record(pg, schema, todo, run_id=run_id, started_at=started_at, full=full)
+        pg.commit()
+    finally:
+        pg.close()
+
+    results = []
+    for w in todo:
+        ok = w.status != "failed"
+        strategy = None if w.status == "skipped" else ("full" if full or w.after is None else "incremental")
+        results.append(TableResult("transform", w.table, ok, strategy, w.rows, w.rows, w.seconds,
+                                   None if ok else w.error))
+        log.info("transform %-16s %-8s %s", w.table, w.status,
+                 w.reason or (f"{w.rows} rows" if ok else w.error))
+    log.info("transform: %d tables in %.2fs", len(todo), time.monotonic() - started)
+    return results
+
+
+def transform_after(settings: Settings, config: EtlConfig, selected: Sequence[Any], earlier: Sequence[Any], *,
+                    full: bool = False, run_id: str | None = None):
+    """The transform step of `etl run` / `etl transform` (etl.runner.run_phases): once, after the other
+    phases, for the selected tables that did not fail in them, under one lock (two dbt runs on the same
+    project never interleave). Never raises: a failure is recorded against every table it concerns."""
+    from etl.locks import LockBusy, table_lock
+    from etl.runner import TableResult
+
+    failed = {r.table: r.phase for r in earlier if not r.ok}
+    results = [TableResult("transform", t.name, False, error=f"skipped: {failed[t.name]} failed")
+               for t in selected if t.name in failed]
+    names = [t.name for t in selected if t.name not in failed]
+    if not names:
+        return results
+    started = time.monotonic()
+    try:
+        with table_lock(settings, "transform", LOCK_NAME):
+            results += transform_tables(settings, config, None if len(names) == len(config.tables) else names,
+                                        full=full, run_id=run_id)
+    except Exception as exc:  # dbt missing, a database down, the lock busy: every table of the step failed
+        message = mask_secrets(str(exc) if isinstance(exc, (EtlError, LockBusy)) else f"{type(exc).__name__}: {exc}")
+        log.error("transform failed: %s", message)
+        log.debug("traceback", exc_info=True)
+        results += [TableResult("transform", name, False, seconds=time.monotonic() - started, error=message)
+                    for name in names]
+    return results
+
+
+def _read_window(pg, schema: Ident, table_config) -> TableWindow:
+    w = TableWindow(table=table_config.name, primary_column=table_config.primary_incremental_column)
+    through, after, value, column, _ = fetch_one(pg, render("postgres/transform_state_select", schema=schema),
+                                                 {"table_name": w.table})
+    w.through, w.after, w.stored_value, w.stored_column = through, after, value, column
+    w.loaded = through is not None and bool(reflect_pg_columns(pg, schema, w.table))
+    if w.loaded:
+        params = {"through": through} | ({"after": after} if after is not None else {})
+        statement = render("postgres/transform_pending", schema=schema, table=Ident(w.table),
+                           has_after=after is not None)
+        w.pending = bool(fetch_one(pg, statement, params)[0])
+    return w
+
+
+def _parse(settings: Settings, project_dir: Path, dbt_vars: dict) -> tuple[Any, str | None]:
+    result = invoke_dbt(settings, ["parse", "--vars", json.dumps(dbt_vars)], project_dir=project_dir)
+    if result.success and result.result is not None:
+        return result.result, None
+    reason = _first_line(result.exception) if result.exception else "dbt parse failed (see dbt's output above)"
+    return None, f"dbt could not parse {project_dir}: {reason}"
+
+
+def _models_by_table(manifest, raw_schema: str, configured: set[str]) -> dict[str, set[str]]:
+    """table -> the models that read its source in the raw schema directly."""
+    readers: dict[str, set[str]] = {}
+    for node in manifest.nodes.values():
+        if node.resource_type != "model":
+            continue
+        for parent in node.depends_on.nodes:
+            source = manifest.sources.get(parent)
+            if source is not None and source.schema == raw_schema and source.identifier in configured:
+                readers.setdefault(source.identifier, set()).add(node.name)
+    return readers
+
+
+def _decide(w: TableWindow, *, full: bool, parse_error: str | None, project_dir: Path) -> None:
+    if not w.loaded:
+        w.status, w.reason = "skipped", "not loaded yet"
+    elif parse_error is not None:
+        w.status, w.error = "failed", parse_error
+    elif not w.models:
+        w.status, w.reason = "skipped", f"no model of {project_dir} reads this table's source"
+    elif not (full or w.pending):
+        w.status, w.reason = "skipped", f"no new loads since load {w.after}"
+    else:
+        w.status = "run"
+
+
+def _ancestor_tables(manifest, raw_schema: str) -> dict[str, set[str]]:
+    """node id -> the raw tables it reads, directly or through other nodes."""
+    memo: dict[str, set[str]] = {}
+
+    def tables_of(node_id: str, seen: frozenset = frozenset()) -> set[str]:
+        if node_id in memo:
+            return memo[node_id]
+        source = manifest.sources.get(node_id)
+        if source is not None:
+            return {source.identifier} if source.schema == raw_schema else set()
+        node = manifest.nodes.get(node_id)
+        if node is None or node_id in seen:
+            return set()
+        found: set[str] = set()
+        for parent in node.depends_on.nodes:
+            found |= tables_of(parent, seen | {node_id})
+        memo[node_id] = found
+        return found
+
+    return {node_id: tables_of(node_id) for node_id in manifest.nodes}
+
+
+def _apply_results(chosen: list[TableWindow], manifest, outcome, raw_schema: str) -> None:
+    """Each chosen table's status from dbt's own results."""
+    results = list(getattr(outcome.result, "results", None) or [])
+    if not results:
+        reason = _first_line(outcome.exception) if outcome.exception else "dbt build returned no results"
+        for w in chosen:
+            w.status, w.error = "failed", f"dbt build failed: {reason}"
+        return
+    ancestors = _ancestor_tables(manifest, raw_schema)
+    by_name = {r.node.name: r for r in results}
+    for w in chosen:
+        related = [r for r in results if w.table in ancestors.get(r.node.unique_id, ())]
+        bad = [r for r in related if str(r.status) in FAILED]
+        own = [by_name.get(m) for m in w.models]
+        w.seconds = sum(r.execution_time or 0.0 for r in own if r is not None)
+        if bad:
+            w.status = "failed"
+            w.error = "; ".join(f"{r.node.resource_type} {r.node.name}: {_first_line(r.message)}" for r in bad)[:4000]
+        elif any(r is None for r in own):
+            w.status, w.error = "failed", "dbt reported no result for " + ", ".join(
+                m for m, r in zip(w.models, own) if r is None)
+        elif all(str(r.status) == "success" for r in own):
+            w.status = "success"
+        else:
+            w.status = "skipped"
+            w.reason = "dbt skipped " + ", ".join(f"{r.node.name} ({r.status})" for r in own)
+
+
+def _record(pg, schema: Ident, todo: list[TableWindow], *, run_id: str, started_at: dt.datetime, full: bool) -> None:
+    """Status rows of failed and skipped tables, and one run-history row per table, in one transaction."""
+    with pg.cursor() as cur:
+        for w in todo:
+            if w.status == "success":
+                row = fetch_one(pg, render("postgres/transform_status_select", schema=schema), {"table_name": w.table})
+                if row is None or row[0] != "success" or row[4] != w.through:
+                    w.status = "failed"
+                    w.error = (f"{', '.join(w.models)} ran but recorded no transform of load {w.through}: "
+                               f"add the post-hook etl_record_transform('{w.table}')")
+                else:
+                    w.value_after, w.rows = row[1], int(row[3] or 0)
+            if w.status != "success":
+                execute(cur, render("postgres/transform_status_mark", schema=schema), {
+                    "table_name": w.table,
+                    "primary_column_name": w.stored_column if w.stored_column is not None else w.primary_column,
+                    "last_primary_value": w.stored_value, "last_load_id": w.after,
+                    "transformation_status": w.status,
+                })
+                w.rows, w.value_after = 0, w.stored_value
+            history_id = fetch_one(pg, render("postgres/next_run_id"),
+                                   {"history_table": f"{schema}.{HISTORY_TABLE}"})[0]
+            notes = [f"load window ({w.after}, {w.through}]" if not full else f"full refresh through load {w.through}"]
+            if w.models:
+                notes.append("models: " + ", ".join(w.models))
+            if w.reason:
+                notes.append(w.reason)
+            execute(cur, render("postgres/run_history_insert", schema=schema), {
+                "id": history_id, "run_id": run_id, "phase": "transform", "table_name": w.table,
+                "strategy": None if w.status == "skipped" else ("full" if full or w.after is None else "incremental"),
+                "status": w.status, "primary_column_name": w.primary_column,
+                "watermark_before": w.stored_value, "watermark_after": w.value_after,
+                "rows_read": w.rows, "rows_written": w.rows, "values_adjusted": 0,
+                "notes": "; ".join(notes), "error": w.error, "started_at": started_at,
+            })
+
+
+def _first_line(value: Any) -> str:
+    text = mask_secrets(str(value or "")).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:3]) if lines else "(no message)"
+
+
+def dbt_command(settings: Settings, args: Sequence[str]) -> int:
+    """`etl dbt ARGS...`: any dbt command on the project with the ETL's settings (e.g. source freshness)."""
+    if not args:
+        raise PhaseError("etl dbt: name a dbt command, e.g. `etl dbt source freshness`")
+    result = invoke_dbt(settings, args)
+    if result.exception is not None:
+        log.error("dbt: %s", _first_line(result.exception))
+    return 0 if result.success else 1

@@ -18,7 +18,7 @@ import yaml
 from etl.errors import ConfigError
 
 STRATEGIES = ("full_table", "incremental", "incremental_chunked")
-DELETE_DETECTION = ("none", "reconcile")
+DELETE_DETECTION = ("none", "reconcile", "deletedobject")
 DEFAULT_BATCH_SIZE = 10_000
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
@@ -32,6 +32,7 @@ class TableConfig:
     extraction_strategy: str
     batch_size: int
     delete_detection: str = "none"
+    deleted_object_type: int | None = None  # OpenDental's DeletedObjectType of this table's rows
 
     @property
     def is_full_table(self) -> bool:
@@ -159,6 +160,13 @@ def _parse_table(name: str, raw: Any, where: str, errors: list[str]) -> TableCon
     if deletes not in DELETE_DETECTION:
         errors.append(f"{where}: delete_detection: expected one of {', '.join(DELETE_DETECTION)}, got {deletes!r}")
 
+    object_type = raw.get("deleted_object_type")
+    if deletes == "deletedobject" and (isinstance(object_type, bool) or not isinstance(object_type, int)):
+        errors.append(f"{where}: deleted_object_type: delete_detection deletedobject needs the integer "
+                      f"ObjectType that OpenDental logs this table's deletions under, got {object_type!r}")
+    if deletes == "deletedobject" and len(key) != 1:
+        errors.append(f"{where}: delete_detection: deletedobject needs a single-column primary_key")
+
     return TableConfig(
         name=name,
         primary_key=key,
@@ -167,4 +175,5 @@ def _parse_table(name: str, raw: Any, where: str, errors: list[str]) -> TableCon
         extraction_strategy=strategy,
         batch_size=batch,
         delete_detection=deletes,
+        deleted_object_type=object_type if deletes == "deletedobject" else None,
     )

@@ -112,8 +112,11 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
             results.append(run_table(settings, "reconcile", table, run_id))
         return results
 
+    # The deletion log goes first, so the tables it feeds see this run's deletions.
+    feed = [t for t in selected if t.name == "deletedobject"]
+    per_table = [one_table(t) for t in feed]
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="etl") as pool:
-        per_table = list(pool.map(one_table, selected))
+        per_table += list(pool.map(one_table, [t for t in selected if t.name != "deletedobject"]))
     ordered = [r for phase in [*phases, "reconcile"] for results in per_table for r in results if r.phase == phase]
     if "transform" in phases:  # dbt builds the models of all tables that did not fail above, in one run
         from etl.phases.transform import transform_after

@@ -33,7 +33,9 @@
       {{- exceptions.raise_compiler_error(model.name ~ ": columns " ~ seen[name] ~ " and " ~ c.name ~ " both become " ~ name) -}}
     {%- endif -%}
     {%- do seen.update({name: c.name}) -%}
-    {%- if c.name in booleans -%}
+    {%- if c.name.startswith('_etl_') -%}
+      {%- set expr = q -%}
+    {%- elif c.name in booleans -%}
       {%- set expr = '(' ~ q ~ ' <> 0)' -%}
     {%- elif dtype == 'date' -%}
       {%- set expr = 'case when ' ~ q ~ ' in (' ~ sentinels | join(', ') ~ ') then null else ' ~ q ~ ' end' -%}

@@ -16,6 +16,7 @@ from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect
 from etl.errors import SchemaError
 from etl.faults import crash_point
+from etl.phases.deletes import apply_deleted_objects
 from etl.execute import RAW_TEXT_CONV, capture_horizon, keyset_batches, parse_lead
 from etl.phases.common import drift, watermark_candidates
 from etl.plan import Plan, make_plan
@@ -133,6 +134,10 @@ def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outc
             execute(cur, render("mysql/drop_table", table=old))
             execute(cur, render("mysql/swap_tables", table=table, old=old, shadow=target))
             execute(cur, render("mysql/drop_table", table=old))
+    if plan.config.delete_detection == "deletedobject":
+        src_db = settings.source_url.database
+        deleted = apply_deleted_objects(source, src_db, src_db, replica, "mysql", {}, plan.config, plan.key[0], "copy")
+        outcome.notes.append(f"{deleted} rows deleted (deletedobject feed)")
     crash_point("copy.before_tracking")
     tracking.write_success(replica, outcome)
     replica.commit()

@@ -17,6 +17,7 @@ from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect, pg_connect
 from etl.errors import SchemaError
 from etl.faults import crash_point
+from etl.phases.deletes import apply_deleted_objects
 from etl.execute import RAW_TEXT_CONV, ChunkReader, capture_horizon, keyset_batches
 from etl.phases.common import drift, watermark_candidates
 from etl.plan import Horizon, Plan, make_plan
@@ -160,6 +161,14 @@ def _run(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome,
             outcome.rows_written = max(cur.rowcount, 0)
     if outcome.values_adjusted:
         outcome.notes.append(f"{outcome.values_adjusted} values adjusted (zero dates to NULL, NUL bytes removed)")
+    if plan.config.delete_detection == "deletedobject":
+        rep_db = settings.replica_url.database
+        if reflect_mysql_table(replica, rep_db, "deletedobject") is None:
+            outcome.notes.append("deletedobject is not in the replica: configure it in tables.yml; no deletes applied")
+        else:
+            deleted = apply_deleted_objects(replica, rep_db, rep_db, pg, "postgres", {"schema": schema_name},
+                                            plan.config, plan.key[0], "load", schema=settings.raw_schema)
+            outcome.notes.append(f"{deleted} rows deleted (deletedobject feed)")
     crash_point("load.before_tracking")
     tracking.write_success(pg, outcome, schema=settings.raw_schema)
     crash_point("load.before_commit")

@@ -170,13 +170,23 @@ def transform_tables(settings: Settings, config: EtlConfig, tables: Sequence[str
     dbt_vars = {"etl_load_windows": {w.table: {"after": w.after, "through": w.through}
                                      for w in windows.values() if w.loaded}}
 
-    manifest, parse_error = _parse(settings, project_dir, dbt_vars)
-    if manifest is not None:
-        readers = _models_by_table(manifest, settings.raw_schema, set(config.tables))
-        for w in todo:
-            w.models = sorted(readers.get(w.table, ()))
     for w in todo:
-        _decide(w, full=full, parse_error=parse_error, project_dir=project_dir)
+        if not w.loaded:
+            w.status, w.reason = "skipped", "not loaded yet"
+        elif not (full or w.pending):
+            w.status, w.reason = "skipped", f"no new loads since load {w.after}"
+        else:
+            w.status = "run"
+    manifest = None
+    if any(w.status == "run" for w in todo):
+        manifest, parse_error = _parse(settings, project_dir)
+        readers = _models_by_table(manifest, settings.raw_schema, set(config.tables)) if manifest else {}
+        for w in (w for w in todo if w.status == "run"):
+            w.models = sorted(readers.get(w.table, ()))
+            if parse_error is not None:
+                w.status, w.error = "failed", parse_error
+            elif not w.models:
+                w.status, w.reason = "skipped", f"no model of {project_dir} reads this table's source"
 
     chosen = [w for w in todo if w.status == "run"]
     if chosen:
@@ -250,8 +260,9 @@ def _read_window(pg, schema: Ident, table_config) -> TableWindow:
     return w
 
 
-def _parse(settings: Settings, project_dir: Path, dbt_vars: dict) -> tuple[Any, str | None]:
-    result = invoke_dbt(settings, ["parse", "--vars", json.dumps(dbt_vars)], project_dir=project_dir)
+def _parse(settings: Settings, project_dir: Path) -> tuple[Any, str | None]:
+    """The project's manifest (without the windows, so dbt's partial parsing is kept between runs)."""
+    result = invoke_dbt(settings, ["parse"], project_dir=project_dir)
     if result.success and result.result is not None:
         return result.result, None
     reason = _first_line(result.exception) if result.exception else "dbt parse failed (see dbt's output above)"
@@ -269,19 +280,6 @@ def _models_by_table(manifest, raw_schema: str, configured: set[str]) -> dict[st
             if source is not None and source.schema == raw_schema and source.identifier in configured:
                 readers.setdefault(source.identifier, set()).add(node.name)
     return readers
-
-
-def _decide(w: TableWindow, *, full: bool, parse_error: str | None, project_dir: Path) -> None:
-    if not w.loaded:
-        w.status, w.reason = "skipped", "not loaded yet"
-    elif parse_error is not None:
-        w.status, w.error = "failed", parse_error
-    elif not w.models:
-        w.status, w.reason = "skipped", f"no model of {project_dir} reads this table's source"
-    elif not (full or w.pending):
-        w.status, w.reason = "skipped", f"no new loads since load {w.after}"
-    else:
-        w.status = "run"
 
 
 def _ancestor_tables(manifest, raw_schema: str) -> dict[str, set[str]]:

@@ -193,9 +193,8 @@ def transform_tables(settings: Settings, config: EtlConfig, tables: Sequence[str
         args = ["build", "--vars", json.dumps(dbt_vars)]
         if full:
             args.append("--full-refresh")
-        if not (full and tables is None):  # `etl transform --full` rebuilds the whole project
-            args += ["--select", *[f"{m}+" for w in chosen for m in w.models]]
-        log.info("transform: dbt %s", " ".join(a for a in args if not a.startswith("{")))
+        args += ["--select", *sorted({f"{m}+" for w in chosen for m in w.models})]
+        log.info("transform: dbt %s", " ".join("<etl_load_windows>" if a.startswith("{") else a for a in args))
         outcome = invoke_dbt(settings, args, project_dir=project_dir, manifest=manifest)
         _apply_results(chosen, manifest, outcome, settings.raw_schema)
 
@@ -261,7 +260,14 @@ def _read_window(pg, schema: Ident, table_config) -> TableWindow:
 
 
 def _parse(settings: Settings, project_dir: Path) -> tuple[Any, str | None]:
-    """The project's manifest (without the windows, so dbt's partial parsing is kept between runs)."""
+    """The project's manifest (without the windows, so dbt's partial parsing is kept between runs).
+    A project with packages.yml whose packages are not installed yet gets `dbt deps` first."""
+    wants_packages = any((project_dir / name).is_file() for name in ("packages.yml", "dependencies.yml"))
+    if wants_packages and not (project_dir / "dbt_packages").is_dir():
+        deps = invoke_dbt(settings, ["deps"], project_dir=project_dir)
+        if not deps.success:
+            reason = _first_line(deps.exception) if deps.exception else "see dbt's output above"
+            return None, f"dbt deps failed for {project_dir}: {reason}"
     result = invoke_dbt(settings, ["parse"], project_dir=project_dir)
     if result.success and result.result is not None:
         return result.result, None

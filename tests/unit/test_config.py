@@ -229,7 +229,7 @@ def test_incremental_fallback_needs_incremental_columns(tmp_path, strategy: str)
 
 def test_unknown_delete_detection(tmp_path) -> None:
     path = write(tmp_path, one_table("patient", GOOD_TABLE + "delete_detection: soft\n"))
-    assert error_of(path) == (f"{path}: table 'patient': delete_detection: expected one of none, reconcile, "
+    assert error_of(path) == (f"{path}: table 'patient': delete_detection: expected one of none, reconcile, deletedobject, "
                               "got 'soft'")
 
 

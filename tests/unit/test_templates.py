@@ -54,6 +54,9 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/verify_rows": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum"),
                                        columns=COLUMNS), {"lo", "hi"}),
     "mysql/reconcile_delete": (lambda: dict(table=Ident("patient"), key=Ident("PatNum")), {"keys"}),
+    "mysql/deleted_objects": (lambda: dict(database=Ident("opendental")), {"object_type", "after", "batch_size"}),
+    "mysql/existing_keys": (lambda: dict(database=Ident("opendental"), table=Ident("appointment"),
+                                         key=Ident("AptNum")), {"keys"}),
     # ---- MySQL: reflection (etl/schema.py)
     "mysql/reflect_table": (dict, {"schema", "table"}),
     "mysql/reflect_columns": (dict, {"schema", "table"}),

@@ -2,7 +2,9 @@
 
 ``ETL_CRASH_AT=<point>[:<n>]`` makes the process kill itself with SIGKILL the n-th time (default 1st) it
 passes ``crash_point(<point>)``: no cleanup, no rollback from Python, exactly like a power cut or the
-OOM killer. Unset (always, outside those tests) it costs one dictionary lookup.
+OOM killer. ``ETL_DROP_CONNECTION_AT=<point>[:<n>]`` instead has the server kill the connection handed
+to the point (a dropped connection, for the retry tests). Unset (always, outside those tests) each costs
+one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -11,18 +13,28 @@ import os
 import signal
 import threading
 
-_counts: dict[str, int] = {}
+_counts: dict[tuple[str, str], int] = {}
 _lock = threading.Lock()
 
 
-def crash_point(name: str) -> None:
-    spec = os.environ.get("ETL_CRASH_AT")
+def _due(variable: str, name: str) -> bool:
+    """True exactly the n-th time `name` is passed while `variable` names it."""
+    spec = os.environ.get(variable)
     if not spec:
-        return
+        return False
     point, _, nth = spec.partition(":")
     if point != name:
-        return
+        return False
     with _lock:
-        _counts[name] = _counts.get(name, 0) + 1
-        if _counts[name] >= int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+        _counts[(variable, name)] = _counts.get((variable, name), 0) + 1
+        return _counts[(variable, name)] == int(nth or 1)
+
+
+def crash_point(name: str, connection=None) -> None:
+    if _due("ETL_CRASH_AT", name):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if connection is not None and _due("ETL_DROP_CONNECTION_AT", name):
+        try:
+            connection.kill(connection.thread_id())
+        except Exception:  # the server answering the KILL by closing the socket is the point
+            pass

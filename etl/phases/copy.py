@@ -171,7 +171,7 @@ def _stream(source, replica, plan: Plan, outcome: tracking.Outcome, target: Iden
         if checkpoint and plan.strategy == "primary":
             tracking.write_success(replica, outcome, status="running", final=False)
         replica.commit()
-        crash_point("copy.batch_committed")
+        crash_point("copy.batch_committed", source)
 
 
 def _database_of(conn) -> str:

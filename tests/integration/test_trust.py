@@ -240,3 +240,21 @@ def test_deletedobject_log_is_an_incremental_delete_feed(settings):
     p.run()
     assert p.raw('SELECT count(*) FROM raw.appointment') == [(17,)]
     assert p.raw('SELECT count(*) FROM raw.appointment WHERE "AptNum" = 5') == [(0,)]
+
+
+def test_dropped_connection_is_retried_then_reported_clearly(demo):
+    settings = demo.separate_servers()
+    assert etl(settings, "run").returncode == 0
+    _change_source(demo, 1)
+    retried = etl(settings, "copy", "procedurelog", ETL_DROP_CONNECTION_AT="copy.batch_committed:1", ETL_RETRIES="2")
+    assert retried.returncode == 0, retried.stderr
+    assert "copy procedurelog: transient fault" in retried.stderr and "attempt 2 of 3" in retried.stderr
+    finish = etl(settings, "run")  # the other tables' changes
+    assert finish.returncode == 0, finish.stderr
+    _assert_no_drift(demo.settings)
+
+    _change_source(demo, 2)
+    failed = etl(settings, "copy", "procedurelog", ETL_DROP_CONNECTION_AT="copy.batch_committed:1", ETL_RETRIES="0")
+    assert failed.returncode == 1
+    assert "copy procedurelog:" in failed.stdout and "Lost connection" in failed.stdout
+    assert demo.status("copy", "procedurelog")[0] == "failed"

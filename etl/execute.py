@@ -7,7 +7,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import pymysql.converters
 
+from etl import watermark
 from etl.db import execute, fetch_one
+from etl.errors import SchemaError
 from etl.plan import Horizon, Plan
 from etl.render import Ident, Statement
 
@@ -23,15 +25,9 @@ def parse_lead(value: Any, kind: str) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     try:
-        if kind == "integer":
-            return int(value)
-        if kind == "datetime":
-            return dt.datetime.fromisoformat(value)
-        if kind == "date":
-            return dt.date.fromisoformat(value)
-    except ValueError:
+        return watermark.parse(value, kind)
+    except SchemaError:
         return value
-    return value
 
 
 def keyset_batches(

@@ -36,6 +36,17 @@ def _pg_admin():
     return conn
 
 
+@pytest.fixture(autouse=True)
+def _dbt_paths(request, monkeypatch):
+    """Integration tests whose `etl run` reaches the transform phase: dbt writes its target/ and logs/ in the
+    test's own folder (dbt reads these variables; subprocesses inherit them), never in the shared dbt/."""
+    if request.node.get_closest_marker("integration") is None:
+        return
+    tmp_path = request.getfixturevalue("tmp_path")
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt-target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt-logs"))
+
+
 @pytest.fixture
 def mysql_database():
     """Factory: creates an empty MariaDB database with a unique name; all are dropped after the test."""

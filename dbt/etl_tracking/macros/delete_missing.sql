@@ -8,15 +8,16 @@
 {%- endmacro %}
 
 {% macro default__etl_delete_missing(source_table, keys) -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
   {%- if keys is not mapping or not keys -%}
     {{- exceptions.raise_compiler_error("etl_tracking: etl_delete_missing('" ~ source_table ~ "', keys) needs keys as a"
         ~ " mapping of raw key column to model column, e.g. {'DefNum': 'def_num'}") -}}
   {%- endif -%}
 delete from {{ this }} as t
 where not exists (
-  select 1 from {{ etl_raw_relation(source_table) }} as r
+  select 1 from {{ etl.raw_relation(source_table) }} as r
   where {% for raw_column, model_column in keys.items() -%}
-    {{ 'and ' if not loop.first }}r.{{ adapter.quote(etl_checked_name(raw_column, 'keys')) }} = t.{{ adapter.quote(etl_checked_name(model_column, 'keys')) }}
+    {{ 'and ' if not loop.first }}r.{{ adapter.quote(etl.checked_name(raw_column, 'keys')) }} = t.{{ adapter.quote(etl.checked_name(model_column, 'keys')) }}
   {% endfor -%}
 )
 {%- endmacro %}

@@ -14,11 +14,12 @@
 {%- endmacro %}
 
 {% macro default__etl_incremental_filter(source_table, relation_alias) -%}
-  {%- set table = etl_checked_name(source_table, 'source_table') -%}
-  {%- set window = etl_load_window(table) -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
+  {%- set table = etl.checked_name(source_table, 'source_table') -%}
+  {%- set window = etl.load_window(table) -%}
   {%- set after = none if not is_incremental() else window.after -%}
   {%- set through = window.through -%}
-  {%- set column = (adapter.quote(etl_checked_name(relation_alias, 'relation_alias')) ~ '.' if relation_alias else '')
+  {%- set column = (adapter.quote(etl.checked_name(relation_alias, 'relation_alias')) ~ '.' if relation_alias else '')
                    ~ adapter.quote('_etl_load_id') -%}
   {%- set parts = [] -%}
   {%- if through is none -%}
@@ -27,15 +28,15 @@
     {%- if after is not none -%}{%- do parts.append(column ~ ' > ' ~ (after | int)) -%}{%- endif -%}
     {%- do parts.append(column ~ ' <= ' ~ (through | int)) -%}
   {%- endif -%}
-  {{- etl_window_marker(table, after, through) }} ({{ parts | join(' and ') }})
+  {{- etl.window_marker(table, after, through) }} ({{ parts | join(' and ') }})
 {%- endmacro %}
 
 {#- The comment both macros agree on: /* etl_load_window(<table>) after=<id|none> through=<id|none> */ -#}
-{% macro etl_window_marker(table, after, through) -%}
+{% macro default__etl_window_marker(table, after, through) -%}
   /* etl_load_window({{ table }}) after={{ 'none' if after is none else (after | int) }} through={{ 'none' if through is none else (through | int) }} */
 {%- endmacro %}
 
-{% macro etl_read_window_marker(table, compiled_sql) -%}
+{% macro default__etl_read_window_marker(table, compiled_sql) -%}
   {%- set pattern = 'etl_load_window\\(' ~ table ~ '\\) after=(none|[0-9]+) through=(none|[0-9]+)' -%}
   {%- set found = modules.re.findall(pattern, compiled_sql or '') -%}
   {%- if not found -%}

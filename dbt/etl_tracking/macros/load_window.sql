@@ -13,7 +13,8 @@
 {%- endmacro %}
 
 {% macro default__etl_load_window(source_table) -%}
-  {%- set table = etl_checked_name(source_table, 'source_table') -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
+  {%- set table = etl.checked_name(source_table, 'source_table') -%}
   {%- set given = var('etl_load_windows', {}) -%}
   {%- if table in given -%}
     {%- set w = given[table] -%}
@@ -24,10 +25,10 @@
   {%- endif -%}
   {%- set query -%}
     select
-      (select last_load_id from {{ etl_tracking_relation('etl_transform_status') }}
-        where table_name = {{ etl_name_literal(table) }}) as after_id,
-      (select max(id) from {{ etl_tracking_relation('etl_run_history') }}
-        where phase = 'load' and table_name = {{ etl_name_literal(table) }}) as through_id
+      (select last_load_id from {{ etl.tracking_relation('etl_transform_status') }}
+        where table_name = {{ etl.name_literal(table) }}) as after_id,
+      (select max(id) from {{ etl.tracking_relation('etl_run_history') }}
+        where phase = 'load' and table_name = {{ etl.name_literal(table) }}) as through_id
   {%- endset -%}
   {%- set row = run_query(query).rows[0] -%}
   {{- return({'after': row[0], 'through': row[1]}) -}}

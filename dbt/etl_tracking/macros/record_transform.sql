@@ -17,15 +17,16 @@
 
 {% macro default__etl_record_transform(source_table) -%}
   {%- if not execute -%}{{- return('') -}}{%- endif -%}
-  {%- set table = etl_checked_name(source_table, 'source_table') -%}
-  {%- set window = etl_read_window_marker(table, model.compiled_code) -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
+  {%- set table = etl.checked_name(source_table, 'source_table') -%}
+  {%- set window = etl.read_window_marker(table, model.compiled_code) -%}
   {%- if window is none -%}
     {{- exceptions.raise_compiler_error("etl_tracking: model " ~ model.name ~ " records its transform of raw." ~ table
         ~ " (etl_record_transform) but does not read it through etl_incremental_filter('" ~ table ~ "')") -}}
   {%- endif -%}
-  {%- set status = etl_tracking_relation('etl_transform_status') -%}
-  {%- set raw = etl_raw_relation(table) -%}
-  {%- set primary = etl_primary_column(table) -%}
+  {%- set status = etl.tracking_relation('etl_transform_status') -%}
+  {%- set raw = etl.raw_relation(table) -%}
+  {%- set primary = etl.primary_column(table) -%}
   {%- set marker = adapter.quote('_etl_load_id') -%}
   {%- set full = window.after is none -%}
   {%- set predicate -%}
@@ -36,24 +37,24 @@
 insert into {{ status }} as s
   (table_name, last_transformed, last_primary_value, primary_column_name, rows_transformed,
    transformation_status, last_load_id, _loaded_at, _updated_at)
-select {{ etl_name_literal(table) }}, now(),
+select {{ etl.name_literal(table) }}, now(),
   {% if primary is none -%} null
-  {%- elif full -%} {{ etl_watermark_text('b.batch_max', primary.dtype) }}
-  {%- else -%} {{ etl_watermark_text('greatest(b.batch_max, cast(p.last_primary_value as ' ~ primary.dtype ~ '))', primary.dtype) }}
+  {%- elif full -%} {{ etl.watermark_text('b.batch_max', primary.dtype) }}
+  {%- else -%} {{ etl.watermark_text('greatest(b.batch_max, cast(p.last_primary_value as ' ~ primary.dtype ~ '))', primary.dtype) }}
   {%- endif %},
-  {{ etl_name_literal(primary.name) if primary is not none else 'null' }},
+  {{ etl.name_literal(primary.name) if primary is not none else 'null' }},
   b.rows_transformed, 'success', {{ window.through if window.through is not none else 'null' }}, now(), now()
 from (
   select count(*) as rows_transformed
     {%- if primary is not none %},
-    max({{ adapter.quote(primary.name) }}) filter (where {{ etl_watermark_usable(adapter.quote(primary.name), primary.dtype) }}) as batch_max
+    max({{ adapter.quote(primary.name) }}) filter (where {{ etl.watermark_usable(adapter.quote(primary.name), primary.dtype) }}) as batch_max
     {%- endif %}
   from {{ raw }}
   where {{ predicate }}
 ) as b
 {%- if primary is not none and not full %}
 left join {{ status }} as p
-  on p.table_name = {{ etl_name_literal(table) }} and p.primary_column_name = {{ etl_name_literal(primary.name) }}
+  on p.table_name = {{ etl.name_literal(table) }} and p.primary_column_name = {{ etl.name_literal(primary.name) }}
 {%- endif %}
 on conflict (table_name) do update set
   last_transformed = excluded.last_transformed,
@@ -68,19 +69,20 @@ on conflict (table_name) do update set
 
 {#- The table's primary incremental column as the load phase tracks it (raw.etl_load_status), with its
     type in raw.<table>: {"name": ..., "dtype": ...}, or none (no single column: the OR fallback). -#}
-{% macro etl_primary_column(table) -%}
+{% macro default__etl_primary_column(table) -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
   {%- set query -%}
-    select primary_column_name from {{ etl_tracking_relation('etl_load_status') }}
-    where table_name = {{ etl_name_literal(table) }}
+    select primary_column_name from {{ etl.tracking_relation('etl_load_status') }}
+    where table_name = {{ etl.name_literal(table) }}
   {%- endset -%}
   {%- set rows = run_query(query).rows -%}
   {%- set name = rows[0][0] if rows else none -%}
   {%- if name is none -%}{{- return(none) -}}{%- endif -%}
-  {%- for column in adapter.get_columns_in_relation(etl_raw_relation(table)) -%}
+  {%- for column in adapter.get_columns_in_relation(etl.raw_relation(table)) -%}
     {%- if column.name == name -%}
-      {{- return({'name': etl_checked_name(name, 'primary_column_name'), 'dtype': column.dtype | lower}) -}}
+      {{- return({'name': etl.checked_name(name, 'primary_column_name'), 'dtype': column.dtype | lower}) -}}
     {%- endif -%}
   {%- endfor -%}
   {{- exceptions.raise_compiler_error("etl_tracking: the primary incremental column " ~ name ~ " of " ~ table
-      ~ " (raw.etl_load_status) does not exist in " ~ etl_raw_relation(table)) -}}
+      ~ " (raw.etl_load_status) does not exist in " ~ etl.raw_relation(table)) -}}
 {%- endmacro %}

@@ -2,7 +2,7 @@
     usable:  not NULL, and a date or time after 1900 (0001-01-01 and 1900-01-01 mean "no date")
     text:    integers in decimal; dates YYYY-MM-DD; timestamps 'YYYY-MM-DD HH:MM:SS', with '.ffffff'
              only when the microseconds are not zero. -#}
-{% macro etl_watermark_kind(dtype) -%}
+{% macro default__etl_watermark_kind(dtype) -%}
   {%- if dtype in ('smallint', 'integer', 'bigint', 'numeric') -%}{{- return('integer') -}}
   {%- elif dtype == 'timestamp without time zone' -%}{{- return('datetime') -}}
   {%- elif dtype == 'date' -%}{{- return('date') -}}
@@ -11,14 +11,16 @@
       ~ " (expected an integer, date or timestamp column)") -}}
 {%- endmacro %}
 
-{% macro etl_watermark_usable(expr, dtype) -%}
-  {%- if etl_watermark_kind(dtype) == 'integer' -%}{{ expr }} is not null
+{% macro default__etl_watermark_usable(expr, dtype) -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
+  {%- if etl.watermark_kind(dtype) == 'integer' -%}{{ expr }} is not null
   {%- else -%}{{ expr }} >= date '1901-01-01'
   {%- endif -%}
 {%- endmacro %}
 
-{% macro etl_watermark_text(expr, dtype) -%}
-  {%- set kind = etl_watermark_kind(dtype) -%}
+{% macro default__etl_watermark_text(expr, dtype) -%}
+  {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
+  {%- set kind = etl.watermark_kind(dtype) -%}
   {%- if kind == 'integer' -%}cast({{ expr }} as text)
   {%- elif kind == 'date' -%}to_char({{ expr }}, 'YYYY-MM-DD')
   {%- else -%}(select to_char(v, 'YYYY-MM-DD HH24:MI:SS') || case when v <> date_trunc('second', v) then to_char(v, '.US') else '' end from (select {{ expr }} as v) as w)

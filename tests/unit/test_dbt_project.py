@@ -1,0 +1,194 @@
+"""The dbt project of the transform phase, without a database or dbt: the generated sources file is in sync
+with tables.yml and the demo catalog, and the macros render as intended under plain Jinja (with small stand-ins
+for dbt's `return`, `adapter`, `is_incremental` and `exceptions`)."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import jinja2
+import pytest
+import yaml
+
+from etl import PROJECT_ROOT
+from etl.config import load_config
+from etl.dbt_sources import HEADER, SOURCES_PATH, render_sources
+from etl.demo import load_demo_tables
+
+DBT = PROJECT_ROOT / "dbt"
+MACRO_FILES = sorted((DBT / "etl_tracking" / "macros").glob("*.sql")) + sorted((DBT / "macros").glob("*.sql"))
+
+
+def collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# ---------------------------------------------------------------- generated sources
+
+def test_sources_file_is_generated_from_tables_yml_and_in_sync() -> None:
+    committed = SOURCES_PATH.read_text(encoding="utf-8")
+    assert committed.startswith(HEADER)
+    assert committed == render_sources(load_config(PROJECT_ROOT / "tables.yml")), \
+        "dbt/models/staging/_sources.yml is stale: run `etl dbt-sources`"
+
+
+def test_sources_list_every_configured_table_with_its_real_columns() -> None:
+    document = yaml.safe_load(SOURCES_PATH.read_text(encoding="utf-8"))
+    sources = {s["name"]: s for s in document["sources"]}
+    raw = {t["name"]: t for t in sources["opendental"]["tables"]}
+    assert set(raw) == set(load_config(PROJECT_ROOT / "tables.yml").tables)
+    catalog = load_demo_tables()
+    for name, table in raw.items():
+        columns = [c["name"] for c in table["columns"]]
+        assert columns == [c.name for c in catalog[name].columns] + ["_etl_load_id", "_etl_loaded_at"], name
+    patient = {c["name"]: c["data_type"] for c in raw["patient"]["columns"]}
+    assert patient["PatNum"] == "bigint" and patient["PatStatus"] == "smallint"           # tinyint unsigned
+    assert patient["SchedBeforeTime"] == "interval" and patient["LName"] == "varchar(100)"  # MySQL TIME
+    assert sources["opendental"]["loaded_at_field"].startswith("_etl_loaded_at")
+    assert sources["opendental"]["freshness"]["error_after"] == {"count": 72, "period": "hour"}
+    assert set(t["name"] for t in sources["etl"]["tables"]) == {
+        "etl_load_status", "etl_transform_status", "etl_run_history", "etl_load_column_status"}
+
+
+def test_every_demo_table_has_a_staging_model_with_key_tests() -> None:
+    models = yaml.safe_load((DBT / "models" / "staging" / "_staging.yml").read_text(encoding="utf-8"))["models"]
+    tested = {m["name"]: [c for c in m["columns"] if c.get("data_tests")] for m in models}
+    for name in load_demo_tables():
+        assert (DBT / "models" / "staging" / f"stg_{name}.sql").is_file(), name
+        key_tests = tested[f"stg_{name}"]
+        assert len(key_tests) == 1 and key_tests[0]["data_tests"] == ["unique", "not_null"], name
+
+
+def test_every_boolean_flag_a_model_lists_is_an_integer_column_of_its_table() -> None:
+    catalog = load_demo_tables()
+    for path in sorted((DBT / "models" / "staging").glob("stg_*.sql")):
+        table = catalog[path.stem[len("stg_"):]]
+        listed = re.search(r"booleans=\[(.*?)\]", path.read_text(encoding="utf-8"), re.S)
+        assert listed is not None, path.name
+        columns = {c.name: c.type for c in table.columns}
+        for flag in re.findall(r"'([^']+)'", listed.group(1)):
+            assert flag in columns, f"{path.name}: booleans: {table.name} has no column {flag}"
+            assert "int(" in columns[flag], f"{path.name}: booleans: {flag} is {columns[flag]}"
+
+
+# ---------------------------------------------------------------- macros under plain Jinja
+
+class _Return(Exception):
+    def __init__(self, value):
+        self.value = value
+
+
+class _CompileError(Exception):
+    pass
+
+
+def _raise_return(value):
+    raise _Return(value)
+
+
+def _raise_compiler_error(message):
+    raise _CompileError(message)
+
+
+class Macros:
+    """All macro files as one template module; `call` runs a macro the way dbt does (return() -> value)."""
+
+    def __init__(self, *, incremental: bool = True, window=None, variables=None):
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, extensions=["jinja2.ext.do"])
+        source = "\n".join(p.read_text(encoding="utf-8") for p in MACRO_FILES)
+        variables = variables or {}
+
+        def dispatch(name, namespace=None):
+            return getattr(self.module, f"default__{name}")
+
+        context = {
+            "modules": SimpleNamespace(re=re, datetime=__import__("datetime")),
+            "return": _raise_return,
+            "exceptions": SimpleNamespace(raise_compiler_error=_raise_compiler_error),
+            "adapter": SimpleNamespace(dispatch=dispatch, quote=lambda name: f'"{name}"'),
+            "is_incremental": lambda: incremental,
+            "execute": True,
+            "var": lambda name, default=None: variables.get(name, default),
+            "env_var": lambda name, default=None: default,
+            "model": SimpleNamespace(name="stg_patient"),
+        }
+        self.module = env.from_string(source).make_module(context)
+
+    def call(self, name: str, *args, **kwargs):
+        """Like dbt's macro runner, every macro call (nested ones too) ends at its own return()."""
+        original = jinja2.runtime.Macro._invoke
+
+        def invoke(macro, arguments, autoescape):
+            try:
+                return original(macro, arguments, autoescape)
+            except _Return as returned:
+                return returned.value
+
+        jinja2.runtime.Macro._invoke = invoke
+        try:
+            value = getattr(self.module, name)(*args, **kwargs)
+        finally:
+            jinja2.runtime.Macro._invoke = original
+        return str(value) if isinstance(value, jinja2.runtime.Markup) else value
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("DateTStamp", "date_t_stamp"), ("PatNum", "pat_num"), ("DEANum", "dea_num"), ("IsCDAnet", "is_cd_anet"),
+    ("Bal_0_30", "bal_0_30"), ("BalOver90", "bal_over90"), ("Mode_", "mode"), ("SSN", "ssn"), ("FKey", "f_key"),
+    ("CodeMod1", "code_mod1"), ("SecDateTEdit", "sec_date_t_edit"), ("NationalProvID", "national_prov_id"),
+])
+def test_snake_case(name: str, expected: str) -> None:
+    assert Macros().call("opendental_snake_case", name) == expected
+
+
+def test_snake_case_gives_distinct_names_to_every_demo_column() -> None:
+    macros = Macros()
+    for table in load_demo_tables().values():
+        names = [macros.call("opendental_snake_case", c.name) for c in table.columns]
+        assert len(set(names)) == len(names), table.name
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names), names
+
+
+def test_incremental_filter_takes_the_loads_after_the_last_transformed_through_the_last_committed() -> None:
+    macros = Macros(variables={"etl_load_windows": {"patient": {"after": 12, "through": 15}}})
+    text = collapse(macros.call("etl_incremental_filter", "patient"))
+    assert text == '/* etl_load_window(patient) after=12 through=15 */ ("_etl_load_id" > 12 and "_etl_load_id" <= 15)'
+    assert macros.call("default__etl_read_window_marker", "patient", "select 1 where " + text) == {"after": 12, "through": 15}
+    assert macros.call("default__etl_read_window_marker", "patients", "select 1 where " + text) is None
+
+
+def test_incremental_filter_on_a_first_build_or_full_refresh_keeps_the_upper_bound() -> None:
+    macros = Macros(incremental=False, variables={"etl_load_windows": {"patient": {"after": 12, "through": 15}}})
+    text = collapse(macros.call("etl_incremental_filter", "patient", "p"))
+    assert text == '/* etl_load_window(patient) after=none through=15 */ ("p"."_etl_load_id" <= 15)'
+    assert macros.call("default__etl_read_window_marker", "patient", text) == {"after": None, "through": 15}
+
+
+def test_incremental_filter_before_any_load_reads_nothing() -> None:
+    macros = Macros(variables={"etl_load_windows": {"patient": {"after": None, "through": None}}})
+    assert collapse(macros.call("etl_incremental_filter", "patient")) == \
+        "/* etl_load_window(patient) after=none through=none */ (false)"
+
+
+def test_a_table_name_that_is_not_plain_is_a_compile_error() -> None:
+    with pytest.raises(_CompileError, match="source_table must be a plain table or column name"):
+        Macros().call("etl_incremental_filter", "patient; drop table x")
+
+
+@pytest.mark.parametrize("dtype, text, usable", [
+    ("bigint", "cast(v as text)", "v is not null"),
+    ("date", "to_char(v, 'YYYY-MM-DD')", "v >= date '1901-01-01'"),
+    ("timestamp without time zone",
+     "(select to_char(v, 'YYYY-MM-DD HH24:MI:SS') || case when v <> date_trunc('second', v) then to_char(v, '.US') "
+     "else '' end from (select v as v) as w)", "v >= date '1901-01-01'"),
+])
+def test_watermark_text_and_usable_follow_the_load_phase(dtype: str, text: str, usable: str) -> None:
+    macros = Macros()
+    assert collapse(macros.call("default__etl_watermark_text", "v", dtype)) == text
+    assert collapse(macros.call("default__etl_watermark_usable", "v", dtype)) == usable
+
+
+def test_a_text_column_cannot_carry_a_watermark() -> None:
+    with pytest.raises(_CompileError, match="a column of type text cannot carry a watermark"):
+        Macros().call("default__etl_watermark_text", "v", "text")

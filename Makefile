@@ -9,7 +9,7 @@ SCALE  ?= 0.05
 $(BIN)/etl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,dbt]"
 	touch $@
 
 install: $(BIN)/etl

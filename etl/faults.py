@@ -33,6 +33,12 @@ def _due(variable: str, name: str) -> bool:
 def crash_point(name: str, connection=None) -> None:
     if _due("ETL_CRASH_AT", name):
         os.kill(os.getpid(), signal.SIGKILL)
+    drop_point(name, connection)
+
+
+def drop_point(name: str, connection) -> None:
+    """Only the dropped-connection half of a point: for a thread that owns `connection` (a prefetching
+    reader) while another passes the point's crash half."""
     if connection is not None and _due("ETL_DROP_CONNECTION_AT", name):
         try:
             connection.kill(connection.thread_id())

@@ -23,14 +23,19 @@ def statements_for(settings: Settings, plan) -> list[Statement]:
                             source_db=Ident(settings.source_url.database))]
         else:
             database = Ident(settings.source_url.database)
-            reads = [render("mysql/copy_select", plan=plan, database=database, after_key=False),
-                     render("mysql/copy_select", plan=plan, database=database, after_key=True),
-                     render("mysql/copy_upsert", table=plan.table, columns=columns, update_columns=update_columns)]
+            reads = _blocks(plan, "mysql/copy_select", database=database)
+            if plan.strategy == "full":  # straight into the new (or shadow) table
+                reads.append(render("mysql/copy_load_infile", table=plan.table, columns=columns))
+            else:
+                stage = Ident("_etl_copy_stage")
+                reads += [render("mysql/copy_stage_create", stage=stage, table=plan.table),
+                          render("mysql/copy_load_infile", table=stage, columns=columns),
+                          render("mysql/copy_stage_upsert", table=plan.table, stage=stage, columns=columns,
+                                 update_columns=update_columns)]
         return reads + [render("mysql/copy_status_upsert"), render("mysql/run_history_insert")]
     schema = Ident(settings.raw_schema)
     stage = Ident("_etl_stage")
-    reads = [render("mysql/load_select", plan=plan, after_key=False),
-             render("mysql/load_select", plan=plan, after_key=True)]
+    reads = _blocks(plan, "mysql/load_select")
     if plan.strategy == "full":
         writes = [render("postgres/truncate", schema=schema, table=plan.table),
                   render("postgres/copy_from_stdin", schema=schema, table=plan.table, columns=columns)]
@@ -41,6 +46,15 @@ def statements_for(settings: Settings, plan) -> list[Statement]:
                          key=plan.key, update_columns=update_columns)]
     return reads + writes + [render("postgres/load_status_upsert", schema=schema),
                              render("postgres/run_history_insert", schema=schema)]
+
+
+def _blocks(plan, template: str, **context) -> list[Statement]:
+    """A block read (execute.read_blocks): the first block's boundary and block, then a following one's."""
+    database = context.get("database")
+    return [render("mysql/read_boundary", plan=plan, database=database, after_key=False),
+            render(template, plan=plan, after_key=False, upto_key=True, **context),
+            render("mysql/read_boundary", plan=plan, database=database, after_key=True),
+            render(template, plan=plan, after_key=True, upto_key=True, **context)]
 
 
 def render_table(settings: Settings, config: EtlConfig, phase: str, table: str, *, strategy: str | None = None) -> str:

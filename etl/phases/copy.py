@@ -1,23 +1,30 @@
 """Copy phase: source MySQL -> replica MySQL (same schema, InnoDB), tracked in etl_copy_status.
 
-Same server: rows move with one INSERT ... SELECT and never pass through Python. Separate servers: keyset
-batches are read as raw text and upserted; with the primary strategy each batch commits together with a
-checkpoint of the watermark (rows are read in watermark order), so a crash loses at most one batch of work.
+Same server: rows move with one INSERT ... SELECT and never pass through Python. Separate servers: the
+source renders blocks of rows as LOAD DATA text (mysql/copy_select.sql.j2, one value per block, read while
+the previous block is written) and the replica takes each block with LOAD DATA LOCAL INFILE, into a stage
+that is upserted (or straight into the empty target of a full refresh); with the primary strategy each
+block commits together with a checkpoint of the watermark (blocks follow the watermark order), so a crash
+loses at most one block of work.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import replace
 
-from etl import tracking
+from etl import progress, tracking, watermark
 from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect
 from etl.errors import SchemaError
-from etl.faults import crash_point
+from etl.faults import crash_point, drop_point
 from etl.phases.deletes import apply_deleted_objects
-from etl.execute import RAW_TEXT_CONV, capture_horizon, keyset_batches, parse_lead
+from etl.execute import (RAW_TEXT_CONV, RESCAN_LIMIT, capture_horizon, keyset_batches, parse_lead, prefetch,
+                         read_blocks, watermark_resume)
 from etl.phases.common import drift, watermark_candidates
 from etl.plan import Plan, make_plan
 from etl.render import Ident, render
@@ -30,7 +37,8 @@ log = logging.getLogger("etl.copy")
 def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bool = False,
                strategy: str | None = None) -> tracking.Outcome:
     source = mysql_connect(settings.source_url, role="source", conv=RAW_TEXT_CONV)
-    replica = mysql_connect(settings.replica_url, role="replica", conv=RAW_TEXT_CONV)
+    replica = mysql_connect(settings.replica_url, role="replica", conv=RAW_TEXT_CONV,
+                            local_infile=not settings.same_mysql_server())
     try:
         plan, target, added = prepare(settings, source, replica, config, full=full, strategy=strategy)
         outcome = tracking.Outcome(plan=plan, run_id=run_id, started_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
@@ -108,13 +116,15 @@ def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outc
 
     columns = plan.columns
     update_columns = tuple(c.name for c in columns if c.name not in plan.key)
+    start_after = _resume_point(settings, replica, plan, outcome) if not empty else None
     if settings.same_mysql_server():
         statement = render("mysql/copy_insert_select", plan=plan, columns=tuple(c.name for c in columns),
                            update_columns=update_columns, target=target,
                            replica_db=Ident(settings.replica_url.database),
-                           source_db=Ident(settings.source_url.database))
-        with replica.cursor() as cur:
-            execute(cur, statement, plan.window_params())
+                           source_db=Ident(settings.source_url.database), after_key=start_after is not None)
+        keyset = {f"k{i}": v for i, v in enumerate(start_after or ())}
+        with replica.cursor() as cur, progress.track(f"copy {plan.table} (server-side)", counts_rows=False):
+            execute(cur, statement, dict(plan.window_params(), **keyset))
             outcome.rows_written = max(cur.rowcount, 0)
         for i, bound in enumerate(plan.bounds):
             window = bound if plan.strategy != "full" else type(bound)(bound.column, bound.kind, None, bound.upper,
@@ -126,7 +136,8 @@ def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outc
         outcome.rows_read = outcome.rows_written
         outcome.notes.append("server-side INSERT ... SELECT (rows_read counts rows written)")
     else:
-        _stream(source, replica, plan, outcome, target, update_columns, checkpoint=not shadow)
+        _stream(source, replica, plan, outcome, target, update_columns, checkpoint=not shadow,
+                start_after=start_after)
 
     if shadow:
         old = Ident(f"{table}__etl_old"[:64])
@@ -143,8 +154,107 @@ def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outc
     replica.commit()
 
 
+def _resume_point(settings: Settings, replica, plan: Plan, outcome: tracking.Outcome) -> tuple | None:
+    """Past the rows of a crowded watermark second the replica already holds (execute.watermark_resume)."""
+    bound = plan.primary
+    database = Ident(settings.replica_url.database)
+    key = tuple(k for k in plan.order[1:])
+
+    def count_at(value):
+        return int(fetch_one(replica, render("mysql/watermark_rows", database=database, table=plan.table,
+                                             column=bound.column), {"value": value})[0])
+
+    def last_key_at(value):
+        return fetch_one(replica, render("mysql/watermark_last_key", database=database, table=plan.table,
+                                         column=bound.column, key=key), {"value": value})
+
+    start = watermark_resume(plan, count_at, last_key_at)
+    if start is not None:
+        outcome.notes.append(f"watermark second {watermark.format(start[0])} shared by more than "
+                             f"{RESCAN_LIMIT} rows: read past key {', '.join(map(str, start[1:]))}")
+        log.info("%s: %s", plan.table, outcome.notes[-1])
+    return start
+
+
 def _stream(source, replica, plan: Plan, outcome: tracking.Outcome, target: Ident, update_columns, *,
-            checkpoint: bool) -> None:
+            checkpoint: bool, start_after: tuple | None = None) -> None:
+    """Separate servers: blocks of LOAD DATA text rendered by the source, loaded by the replica.
+
+    A full refresh loads straight into its (empty or shadow) target; otherwise each block goes to a
+    temporary stage and is upserted from there, so unchanged rows are not rewritten. Without LOAD DATA
+    LOCAL on the replica (MySQL 8 turns it off by default) rows go through Python instead (slower).
+    """
+    if not _infile_enabled(replica):
+        outcome.notes.append("replica refuses LOAD DATA LOCAL INFILE (local_infile=OFF): rows copied one by one")
+        log.warning("%s: the replica has local_infile=OFF; copying row by row (slow)", plan.table)
+        _stream_rows(source, replica, plan, outcome, target, update_columns, checkpoint=checkpoint,
+                     start_after=start_after)
+        return
+    columns = tuple(c.name for c in plan.columns)
+    database = Ident(_database_of(source))
+    direct = plan.strategy == "full"  # the target is empty (a new table, or the shadow of a full refresh)
+    stage = Ident("_etl_copy_stage")
+    into = target if direct else stage
+    load = render("mysql/copy_load_infile", table=into, columns=columns)
+
+    def render_block(after_key: bool, upto_key: bool):
+        return render("mysql/copy_select", plan=plan, database=database, after_key=after_key, upto_key=upto_key)
+
+    def render_boundary(after_key: bool):
+        return render("mysql/read_boundary", plan=plan, database=database, after_key=after_key)
+
+    estimate = int(fetch_one(source, render("mysql/reflect_table"),
+                             {"schema": database, "table": plan.table})[2] or 0) if direct else None
+    source.commit()
+    folder = tempfile.mkdtemp(prefix="etl-copy-")
+    path = os.path.join(folder, "block.txt")
+    with replica.cursor() as cur:
+        if not direct:
+            execute(cur, render("mysql/copy_stage_drop", stage=stage))
+            execute(cur, render("mysql/copy_stage_create", stage=stage, table=target))
+        upsert = render("mysql/copy_stage_upsert", table=target, stage=stage, columns=columns,
+                        update_columns=update_columns)
+
+        def between() -> None:  # in the prefetch thread, which alone uses `source` while blocks are read
+            source.commit()  # no read transaction spans two blocks
+            drop_point("copy.batch_committed", source)
+
+        blocks = prefetch(read_blocks(source, plan, render_block, render_boundary, plan.window_params(),
+                                      max_rows=plan.batch_size, between=between, start_after=start_after))
+        try:
+            with progress.track(f"copy {plan.table}", estimate=estimate) as bar:
+                for block in blocks:
+                    with open(path, "wb") as handle:
+                        handle.write(block.data)
+                        handle.write(b"\n")
+                    if not direct:
+                        execute(cur, render("mysql/copy_stage_clear", stage=stage))
+                    execute(cur, load, {"path": path})
+                    if not direct:
+                        execute(cur, upsert)
+                    outcome.rows_written += max(cur.rowcount, 0)
+                    for bound, value in zip(plan.bounds, block.maxima):
+                        outcome.observe(bound.column, value)
+                    outcome.rows_read += block.rows
+                    bar.advance(block.rows)
+                    if checkpoint and plan.strategy == "primary":
+                        tracking.write_success(replica, outcome, status="running", final=False)
+                    replica.commit()
+                    crash_point("copy.batch_committed")  # the dropped-connection half: between() above
+        finally:
+            blocks.close()
+            shutil.rmtree(folder, ignore_errors=True)
+        if not direct:
+            execute(cur, render("mysql/copy_stage_drop", stage=stage))
+
+
+def _infile_enabled(replica) -> bool:
+    return bool(int(fetch_one(replica, render("mysql/local_infile_enabled"))[0] or 0))
+
+
+def _stream_rows(source, replica, plan: Plan, outcome: tracking.Outcome, target: Ident, update_columns, *,
+                 checkpoint: bool, start_after: tuple | None = None) -> None:
+    """The row-by-row path: keyset batches read by PyMySQL, written with executemany."""
     schema_columns = plan.columns
     kinds = plan.lead_kinds
     lead_len = len(plan.lead)
@@ -155,9 +265,9 @@ def _stream(source, replica, plan: Plan, outcome: tracking.Outcome, target: Iden
     database = Ident(_database_of(source))
 
     def render_batch(after_key: bool):
-        return render("mysql/copy_select", plan=plan, database=database, after_key=after_key)
+        return render("mysql/copy_select_rows", plan=plan, database=database, after_key=after_key)
 
-    for rows in keyset_batches(source, render_batch, plan, kinds, plan.window_params()):
+    for rows in keyset_batches(source, render_batch, plan, kinds, plan.window_params(), start_after):
         source.commit()  # end the read transaction between batches
         for bound in plan.bounds:
             i = lead_index[bound.column]

@@ -9,16 +9,18 @@ PostgreSQL (DDL, data, tracking, run history) commits in one transaction: after 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from dataclasses import replace
 
-from etl import tracking, watermark
+from etl import progress, tracking, watermark
 from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect, pg_connect
 from etl.errors import SchemaError
 from etl.faults import crash_point
 from etl.phases.deletes import apply_deleted_objects
-from etl.execute import RAW_TEXT_CONV, ChunkReader, capture_horizon, keyset_batches
+from etl.execute import (RAW_TEXT_CONV, RESCAN_LIMIT, ChunkReader, capture_horizon, prefetch, read_blocks,
+                         watermark_resume)
 from etl.phases.common import drift, watermark_candidates
 from etl.plan import Horizon, Plan, make_plan
 from etl.render import Ident, render
@@ -28,6 +30,11 @@ from etl.settings import Settings
 log = logging.getLogger("etl.load")
 
 HISTORY_TABLE = "etl_run_history"
+#: Bytes psycopg2 asks the COPY feed for at a time (a block is handed over whole whatever this is).
+COPY_CHUNK = 1 << 20
+#: A full_table table this small (replica's row estimate) is staged and compared before raw is rewritten,
+#: so an unchanged lookup table is not reloaded (and nothing downstream sees a load) on every run.
+SMALL_TABLE = 100_000
 
 
 def load_table(settings: Settings, config: TableConfig, run_id: str, *, full: bool = False,
@@ -120,45 +127,107 @@ def _horizon(replica, database: str, config: TableConfig, schema: TableSchema, c
                    date_upper=base.date_upper, integer_max=base.integer_max, inclusive=inclusive)
 
 
+def _resume_point(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome) -> tuple | None:
+    """Past the rows of a crowded watermark second that raw already holds (execute.watermark_resume)."""
+    bound = plan.primary
+    database, schema = Ident(settings.replica_url.database), Ident(settings.raw_schema)
+    key = tuple(k for k in plan.order[1:])
+
+    def count_at(value):
+        return int(fetch_one(replica, render("mysql/watermark_rows", database=database, table=plan.table,
+                                             column=bound.column), {"value": value})[0])
+
+    def last_key_at(value):
+        return fetch_one(pg, render("postgres/watermark_last_key", schema=schema, table=plan.table,
+                                    column=bound.column, key=key), {"value": value})
+
+    start = watermark_resume(plan, count_at, last_key_at)
+    if start is not None:
+        outcome.notes.append(f"watermark second {watermark.format(start[0])} shared by more than "
+                             f"{RESCAN_LIMIT} rows: read past key {', '.join(map(str, start[1:]))}")
+        log.info("%s: %s", plan.table, outcome.notes[-1])
+    return start
+
+
+def _estimate(replica, database: str, plan: Plan) -> int | None:
+    """Rows a full read will see, from the server's statistics (progress, SMALL_TABLE); None when incremental."""
+    if plan.strategy != "full":
+        return None
+    row = fetch_one(replica, render("mysql/reflect_table"), {"schema": database, "table": plan.table})
+    return int(row[2]) if row and row[2] is not None else None
+
+
 def _run(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome, target_exists: bool) -> None:
     schema_name = Ident(settings.raw_schema)
     log.info("%s", plan.describe())
     columns = tuple(c.name for c in plan.columns)
-    lead_len = len(plan.lead)
-    lead_index = {name: i for i, name in enumerate(plan.lead)}
 
-    def render_batch(after_key: bool):
-        return render("mysql/load_select", plan=plan, after_key=after_key)
+    def render_block(after_key: bool, upto_key: bool):
+        return render("mysql/load_select", plan=plan, after_key=after_key, upto_key=upto_key)
+
+    def render_boundary(after_key: bool):
+        return render("mysql/read_boundary", plan=plan, database=None, after_key=after_key)
+
+    params = dict(plan.window_params(), load_id=outcome.history_id)
+    estimate = _estimate(replica, settings.replica_url.database, plan)
+    start_after = _resume_point(settings, replica, pg, plan, outcome) if target_exists else None
+    # From here until blocks is closed, the prefetch thread alone uses the replica connection.
+    blocks = prefetch(read_blocks(replica, plan, render_block, render_boundary, params, max_rows=plan.batch_size,
+                                  start_after=start_after))
+    first = next(blocks, None)  # nothing to load: no stage, no COPY, no upsert
 
     def lines():
-        params = dict(plan.window_params(), load_id=outcome.history_id)
-        for rows in keyset_batches(replica, render_batch, plan, plan.lead_kinds, params):
-            for bound in plan.bounds:
-                i = lead_index[bound.column]
-                for row in rows:
-                    outcome.observe(bound.column, row[i])
-            outcome.rows_read += len(rows)
-            outcome.values_adjusted += sum(int(r[lead_len]) for r in rows)
-            yield b"\n".join(r[lead_len + 1] for r in rows) + b"\n"
-            crash_point("load.during_copy")
+        with progress.track(f"load {plan.table}", estimate=estimate) as bar:
+            for block in itertools.chain([first], blocks):
+                for bound, value in zip(plan.bounds, block.maxima):
+                    outcome.observe(bound.column, value)
+                outcome.rows_read += block.rows
+                outcome.values_adjusted += block.adjusted
+                bar.advance(block.rows)
+                yield block.data
+                yield b"\n"  # the last line's end (not joined to the block: no copy of megabytes)
+                crash_point("load.during_copy")
 
-    with pg.cursor() as cur:
-        if plan.strategy == "full":
-            if target_exists and fetch_one(pg, render("postgres/table_is_empty", schema=schema_name,
-                                                      table=plan.table))[0] is False:
-                execute(cur, render("postgres/truncate", schema=schema_name, table=plan.table))
-            copy = render("postgres/copy_from_stdin", schema=schema_name, table=plan.table, columns=columns)
-            cur.copy_expert(copy.plain(), ChunkReader(lines()), size=1 << 20)
-            outcome.rows_written = outcome.rows_read
-        else:
-            stage = Ident("_etl_stage")
-            execute(cur, render("postgres/create_stage", stage=stage, schema=schema_name, table=plan.table))
-            copy = render("postgres/copy_from_stdin", schema=None, table=stage, columns=columns)
-            cur.copy_expert(copy.plain(), ChunkReader(lines()), size=1 << 20)
-            update_columns = tuple(c for c in columns if c not in plan.key)
-            execute(cur, render("postgres/load_upsert", schema=schema_name, table=plan.table, stage=stage,
-                                columns=columns, key=plan.key, update_columns=update_columns))
-            outcome.rows_written = max(cur.rowcount, 0)
+    try:
+        with pg.cursor() as cur:
+            # Tracking commits with the data, so a commit lost in a server crash loses both: the next run
+            # reads the same rows again. Nothing is gained by waiting for the WAL flush.
+            execute(cur, render("postgres/session_fast_commit"))
+            populated = target_exists and fetch_one(pg, render("postgres/table_is_empty", schema=schema_name,
+                                                                 table=plan.table))[0] is False
+            small_lookup = plan.config.is_full_table and (estimate or 0) <= SMALL_TABLE
+            if plan.strategy == "full" and populated and small_lookup:
+                stage = Ident("_etl_stage")
+                execute(cur, render("postgres/create_stage", stage=stage, schema=schema_name, table=plan.table))
+                if first is not None:
+                    copy = render("postgres/copy_from_stdin", schema=None, table=stage, columns=columns)
+                    cur.copy_expert(copy.plain(), ChunkReader(lines()), size=COPY_CHUNK)
+                context = dict(schema=schema_name, table=plan.table, stage=stage, columns=columns)
+                if fetch_one(pg, render("postgres/load_stage_differs", **context))[0]:
+                    execute(cur, render("postgres/truncate", schema=schema_name, table=plan.table))
+                    execute(cur, render("postgres/load_replace_from_stage", **context))
+                    outcome.rows_written = outcome.rows_read
+                else:
+                    outcome.notes.append("full_table refresh: no row changed, raw left as it was")
+            elif plan.strategy == "full":
+                if populated:
+                    execute(cur, render("postgres/truncate", schema=schema_name, table=plan.table))
+                if first is not None:
+                    copy = render("postgres/copy_from_stdin", schema=schema_name, table=plan.table,
+                                  columns=columns)
+                    cur.copy_expert(copy.plain(), ChunkReader(lines()), size=COPY_CHUNK)
+                outcome.rows_written = outcome.rows_read
+            elif first is not None:
+                stage = Ident("_etl_stage")
+                execute(cur, render("postgres/create_stage", stage=stage, schema=schema_name, table=plan.table))
+                copy = render("postgres/copy_from_stdin", schema=None, table=stage, columns=columns)
+                cur.copy_expert(copy.plain(), ChunkReader(lines()), size=COPY_CHUNK)
+                update_columns = tuple(c for c in columns if c not in plan.key)
+                execute(cur, render("postgres/load_upsert", schema=schema_name, table=plan.table, stage=stage,
+                                    columns=columns, key=plan.key, update_columns=update_columns))
+                outcome.rows_written = max(cur.rowcount, 0)
+    finally:
+        blocks.close()
     if outcome.values_adjusted:
         outcome.notes.append(f"{outcome.values_adjusted} values adjusted (zero dates to NULL, NUL bytes removed)")
     if plan.config.delete_detection == "deletedobject":

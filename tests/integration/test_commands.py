@@ -104,7 +104,7 @@ def test_render_prints_plan_and_statements_with_binds_and_changes_nothing(pipeli
     result = etl(pipeline.settings, "render", "load", "patient")
     assert result.returncode == 0
     assert "-- load patient: strategy primary (stored watermark)" in result.stdout
-    assert "-- mysql/load_select  (binds: :batch_size, :load_id, :w0_hi, :w0_lo)" in result.stdout
+    assert "-- mysql/load_select  (binds: :load_id, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)" in result.stdout
     assert "-- postgres/load_upsert" in result.stdout and "IS DISTINCT FROM" in result.stdout
     fallback = etl(pipeline.settings, "render", "copy", "appointment", "--strategy", "full")
     assert "strategy full (--strategy requested)" in fallback.stdout

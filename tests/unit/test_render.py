@@ -250,18 +250,20 @@ def test_copy_text_macros() -> None:
                       default=None, extra="", charset=None, collation=None, precision=None, scale=None,
                       char_length=None)
 
-    assert collapse(t.field(col("n", "bigint"))) == r"IFNULL(CONCAT(`n`), '\\N')"
-    assert collapse(t.field(col("f", "float"))) == r"IFNULL(CONCAT(CAST(`f` AS DOUBLE)), '\\N')"
+    assert collapse(t.field(col("n", "bigint"))) == r"IFNULL(`n`, '\\N')"
+    assert collapse(t.field(col("f", "float"))) == r"IFNULL(CAST(`f` AS DOUBLE), '\\N')"
     assert collapse(t.field(col("b", "blob"))) == r"IFNULL(CONCAT('\\\\x', HEX(`b`)), '\\N')"
-    assert collapse(t.field(col("d", "date"))) == (
-        r"IF((`d` IS NOT NULL AND (YEAR(`d`) = 0 OR MONTH(`d`) = 0 OR DAYOFMONTH(`d`) = 0)) OR `d` IS NULL, "
-        r"'\\N', CONCAT(`d`))")
+    assert collapse(t.field(col("d", "date"))) == r"IF(TO_DAYS(`d`) >= 366, `d`, '\\N')"
     text = collapse(t.field(col("s", "varchar", "varchar(10)")))
     assert text.startswith("IFNULL(REPLACE(") and "CONVERT(`s` USING utf8mb4)" in text and text.endswith(r"'\\N')")
+    # A row without special characters skips the escaping (the plain line).
+    assert collapse(t.field(col("s", "varchar", "varchar(10)"), True)) == r"IFNULL(CONVERT(`s` USING utf8mb4), '\\N')"
     assert collapse(t.adjusted([col("n", "bigint"), col("x", "double")])) == "0"
     assert collapse(t.adjusted([col("d", "date"), col("s", "text")])) == (
-        "IF((`d` IS NOT NULL AND (YEAR(`d`) = 0 OR MONTH(`d`) = 0 OR DAYOFMONTH(`d`) = 0)), 1, 0) + "
-        "IF(LOCATE(CHAR(0 USING utf8mb4), `s`) > 0, 1, 0)")
+        r"(IFNULL(TO_DAYS(`d`), 0) < 366) - (`d` IS NULL) + IF(CONCAT_WS('', CONVERT(`s` USING utf8mb4)) "
+        r"REGEXP '[\\\\\\t\\n\\r\\x00]', (IFNULL(LOCATE(CHAR(0 USING utf8mb4), `s`), 0) > 0), 0)")
+    line = collapse(t.line([col("n", "bigint"), col("s", "text")], "0"))
+    assert line.startswith("IF(CONCAT_WS('', CONVERT(`s` USING utf8mb4)) REGEXP ") and line.count("CONCAT_WS(CHAR(9)") == 2
 
 
 def test_ddl_column_macro() -> None:

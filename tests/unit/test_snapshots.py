@@ -59,9 +59,10 @@ def test_same_server_copy_runs_server_side_and_separate_servers_stream() -> None
     assert sc.SETTINGS["same"].same_mysql_server() and not sc.SETTINGS["separate"].same_mysql_server()
 
 
-# Binds the runner passes besides the plan's window: keyset values, batch size, load id, row values.
-_RUNTIME_BIND = re.compile(r"^(k\d+|v\d+|batch_size|load_id)$")
-_READS = ("mysql/copy_insert_select", "mysql/copy_select", "mysql/load_select")
+# Binds the runner passes besides the plan's window: keyset values (k: after, u: up to), batch size, load
+# id, row values, the boundary's offset, the watermark admission binds (m), the block file.
+_RUNTIME_BIND = re.compile(r"^(k\d+|u\d+|v\d+|m\d+_(floor|hi)|batch_size|load_id|offset|path)$")
+_READS = ("mysql/copy_insert_select", "mysql/copy_select", "mysql/load_select", "mysql/read_boundary")
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.template in _READS],
@@ -85,7 +86,8 @@ def test_keyset_binds_follow_the_plan_order(case: sc.Case) -> None:
         assert keyset == set()
     else:
         assert keyset == {f"k{i}" for i in range(len(plan.order))}
-    assert "batch_size" in case.statement.binds
+    # A block ends at the key its boundary query found (u0, u1, ...).
+    assert {b for b in case.statement.binds if re.match(r"^u\d+$", b)} == {f"u{i}" for i in range(len(plan.order))}
 
 
 def test_golden_statements_convert_to_driver_style() -> None:

@@ -38,5 +38,10 @@ test-integration: install services
 snapshots: install
 	$(BIN)/python -m tests.snapshot_cases --update
 
+# Performance benchmark (etl/bench.py): its own uniquely named databases, dropped afterwards.
+# make bench BENCH_ARGS="--runs 3 --json"   (also --rows 5000000, --jobs-sweep 1,2,4, --keep)
+bench: install services
+	$(BIN)/python -m etl.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

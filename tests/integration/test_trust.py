@@ -133,7 +133,7 @@ def test_second_run_waits_for_the_lock_then_skips_the_table(demo):
     demo.run()
     holder = __import__("tests.conftest", fromlist=["mysql_conn"]).mysql_conn(demo.settings.replica_url)
     with holder.cursor() as cur:
-        cur.execute("SELECT GET_LOCK('etl:copy:procedurelog', 0)")
+        cur.execute("SELECT GET_LOCK(%s, 0)", (f"etl:{demo.settings.replica_url.database}:copy:procedurelog",))
     try:
         started = time.monotonic()
         result = etl(demo.settings, "copy", ETL_LOCK_TIMEOUT="2")

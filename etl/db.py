@@ -19,8 +19,6 @@ from etl.errors import ConnectionFailed
 from etl.render import Statement, render
 from etl.settings import mask_secrets, mask_url
 
-
-
 #: Hosts that are this machine: connections to them never leave it.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 

@@ -40,6 +40,8 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
     replica = mysql_connect(settings.replica_url, role="replica", conv=RAW_TEXT_CONV,
                             local_infile=not settings.same_mysql_server())
     try:
+        with replica.cursor() as cur:
+            execute(cur, render("mysql/read_committed"))
         plan, target, added = prepare(settings, source, replica, config, full=full, strategy=strategy)
         outcome = tracking.Outcome(plan=plan, run_id=run_id, started_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         outcome.notes.extend(plan.warnings)

@@ -222,3 +222,34 @@ def test_unknown_table_fails_that_table_and_the_others_go_on(settings):
     assert by[("copy", "procedurelog")].ok and by[("load", "procedurelog")].ok
     assert not by[("copy", "nosuchtable")].ok
     assert "nosuchtable" in by[("copy", "nosuchtable")].error
+
+
+def test_row_committed_late_by_an_older_transaction_still_arrives(settings):
+    """InnoDB source: a transaction stamps a row, commits later; a newer row commits before it."""
+    p = Pipeline(settings, {"procedurelog": PROC_CONFIG})
+    p.source(PROC_DDL.replace("ENGINE=MyISAM", "ENGINE=InnoDB"))
+    p.source("INSERT INTO procedurelog (ProcNum, PatNum, Note, DateTStamp) SELECT seq, seq, 'tp', %s "
+             "FROM seq_1_to_5", (OLD,))
+    p.run()
+    from tests.conftest import mysql_conn
+    late = mysql_conn(p.settings.source_url)
+    late.autocommit(False)
+    try:
+        with late.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute("START TRANSACTION")
+            time.sleep(1.1)
+            cur.execute("UPDATE procedurelog SET Note = 'late' WHERE ProcNum = 1")  # stamped now, not committed
+        time.sleep(1.1)
+        p.source("UPDATE procedurelog SET Note = 'early' WHERE ProcNum = 2")  # newer stamp, committed first
+        time.sleep(1.1)
+        p.run()
+        # The open writer holds the horizon back: the newer row is not read past the late one's second.
+        assert p.raw('SELECT "Note" FROM raw.procedurelog WHERE "ProcNum" = 2') == [("tp",)]
+        late.commit()
+    finally:
+        late.close()
+    time.sleep(1.1)
+    p.run()
+    assert p.raw('SELECT "ProcNum", "Note" FROM raw.procedurelog WHERE "ProcNum" IN (1, 2) ORDER BY 1') == \
+        [(1, "late"), (2, "early")]

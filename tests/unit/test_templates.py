@@ -40,6 +40,7 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     # ---- MySQL: sessions, clocks, bounds (etl/db.py, etl/execute.py, etl/phases/*)
     "mysql/session_init": (dict, set()),
     "mysql/start_snapshot": (dict, set()),
+    "mysql/read_committed": (dict, set()),
     "mysql/horizon": (dict, set()),
     "mysql/max_value": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), column=Ident("PatNum")),
                         set()),

@@ -53,7 +53,7 @@ from sqlalchemy.engine import URL
 
 from etl.db import fetch_all, fetch_one, mysql_connect, pg_connect
 from etl.execute import RAW_TEXT_CONV
-from etl.render import Ident, Statement, render
+from etl.render import Ident, render
 from etl.settings import Settings, mask_secrets
 
 #: procedurelog rows of the clinic the demo's scale 1.0 stands for.

@@ -17,18 +17,17 @@ import shutil
 import tempfile
 from dataclasses import replace
 
-from etl import progress, tracking, watermark
+from etl import progress, tracking
 from etl.config import TableConfig
 from etl.db import execute, fetch_one, mysql_connect
 from etl.errors import SchemaError
 from etl.faults import crash_point, drop_point
 from etl.phases.deletes import apply_deleted_objects
-from etl.execute import (RAW_TEXT_CONV, RESCAN_LIMIT, capture_horizon, keyset_batches, parse_lead, prefetch,
-                         read_blocks, watermark_resume)
-from etl.phases.common import drift, watermark_candidates
+from etl.execute import RAW_TEXT_CONV, capture_horizon, keyset_batches, parse_lead, prefetch, read_blocks
+from etl.phases.common import drift, resume_point, watermark_candidates
 from etl.plan import Plan, make_plan
 from etl.render import Ident, render
-from etl.schema import TableSchema, mysql_indexes, reflect_mysql_table
+from etl.schema import TableSchema, reflect_mysql_table
 from etl.settings import Settings
 
 log = logging.getLogger("etl.copy")
@@ -157,25 +156,12 @@ def _run(settings: Settings, source, replica, plan: Plan, outcome: tracking.Outc
 
 
 def _resume_point(settings: Settings, replica, plan: Plan, outcome: tracking.Outcome) -> tuple | None:
-    """Past the rows of a crowded watermark second the replica already holds (execute.watermark_resume)."""
-    bound = plan.primary
+    """The replica is the copy's target: it holds exactly what was copied."""
     database = Ident(settings.replica_url.database)
-    key = tuple(k for k in plan.order[1:])
-
-    def count_at(value):
-        return int(fetch_one(replica, render("mysql/watermark_rows", database=database, table=plan.table,
-                                             column=bound.column), {"value": value})[0])
-
-    def last_key_at(value):
-        return fetch_one(replica, render("mysql/watermark_last_key", database=database, table=plan.table,
-                                         column=bound.column, key=key), {"value": value})
-
-    start = watermark_resume(plan, count_at, last_key_at)
-    if start is not None:
-        outcome.notes.append(f"watermark second {watermark.format(start[0])} shared by more than "
-                             f"{RESCAN_LIMIT} rows: read past key {', '.join(map(str, start[1:]))}")
-        log.info("%s: %s", plan.table, outcome.notes[-1])
-    return start
+    key = tuple(plan.order[1:])
+    return resume_point(replica, settings.replica_url.database, plan, outcome, lambda value: fetch_one(
+        replica, render("mysql/watermark_last_key", database=database, table=plan.table,
+                        column=plan.primary.column, key=key), {"value": value}))
 
 
 def _stream(source, replica, plan: Plan, outcome: tracking.Outcome, target: Ident, update_columns, *,

@@ -19,9 +19,8 @@ from etl.db import execute, fetch_one, mysql_connect, pg_connect
 from etl.errors import SchemaError
 from etl.faults import crash_point
 from etl.phases.deletes import apply_deleted_objects
-from etl.execute import (RAW_TEXT_CONV, RESCAN_LIMIT, ChunkReader, capture_horizon, prefetch, read_blocks,
-                         watermark_resume)
-from etl.phases.common import drift, watermark_candidates
+from etl.execute import RAW_TEXT_CONV, ChunkReader, capture_horizon, prefetch, read_blocks
+from etl.phases.common import drift, resume_point, watermark_candidates
 from etl.plan import Horizon, Plan, make_plan
 from etl.render import Ident, render
 from etl.schema import TableSchema, reflect_mysql_table, reflect_pg_columns
@@ -128,25 +127,11 @@ def _horizon(replica, database: str, config: TableConfig, schema: TableSchema, c
 
 
 def _resume_point(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome) -> tuple | None:
-    """Past the rows of a crowded watermark second that raw already holds (execute.watermark_resume)."""
-    bound = plan.primary
-    database, schema = Ident(settings.replica_url.database), Ident(settings.raw_schema)
-    key = tuple(k for k in plan.order[1:])
-
-    def count_at(value):
-        return int(fetch_one(replica, render("mysql/watermark_rows", database=database, table=plan.table,
-                                             column=bound.column), {"value": value})[0])
-
-    def last_key_at(value):
-        return fetch_one(pg, render("postgres/watermark_last_key", schema=schema, table=plan.table,
-                                    column=bound.column, key=key), {"value": value})
-
-    start = watermark_resume(plan, count_at, last_key_at)
-    if start is not None:
-        outcome.notes.append(f"watermark second {watermark.format(start[0])} shared by more than "
-                             f"{RESCAN_LIMIT} rows: read past key {', '.join(map(str, start[1:]))}")
-        log.info("%s: %s", plan.table, outcome.notes[-1])
-    return start
+    """raw is the load's target: it holds exactly what was loaded."""
+    schema, key = Ident(settings.raw_schema), tuple(plan.order[1:])
+    return resume_point(replica, settings.replica_url.database, plan, outcome, lambda value: fetch_one(
+        pg, render("postgres/watermark_last_key", schema=schema, table=plan.table,
+                   column=plan.primary.column, key=key), {"value": value}))
 
 
 def _estimate(replica, database: str, plan: Plan) -> int | None:

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from etl.errors import ConfigError, EtlError
@@ -41,10 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo-data", help="(re)create the demo source database with seeded OpenDental-like data")
     demo.add_argument("--scale", type=float, default=0.05, help="fraction of a real clinic's row counts (default 0.05)")
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--clinic", action="store_true",
+                      help="every table of the fact sheet (93 tables, 18.8M rows at --scale 1.0), not just the 12 demo tables")
+    demo.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="tables filled at once (default 2)")
     sub.add_parser("init-tracking", help="create missing tracking rows (status pending) for every configured table")
     status = sub.add_parser("status", help="per table and phase: status, watermark, rows, last run")
     status.add_argument("--json", action="store_true")
     sub.add_parser("check-config", help="validate tables.yml against the live source schema")
+    discover = sub.add_parser("discover", help="write (or merge into) tables.yml every base table of the live source, "
+                                               "by explicit rules")
+    discover.add_argument("--check", action="store_true",
+                          help="change nothing; exit 1 when the source has tables or columns the file does not cover")
+    discover.add_argument("--output", "-o", type=Path, metavar="PATH", help="the file to write or check (default ETL_TABLES)")
+    discover.add_argument("--no-diff", action="store_true", help="do not print the diff of the file")
     for name, text in (("copy", "source MySQL -> replica MySQL"), ("load", "replica MySQL -> PostgreSQL raw"),
                        ("transform", "PostgreSQL raw -> dbt models (dbt/ or ETL_DBT_PROJECT_DIR), tracked per table"),
                        ("run", "copy, then load, then transform")):
@@ -61,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     dbt = sub.add_parser("dbt", help="run a dbt command on the transform project with the ETL's settings "
                                      "(e.g. `etl dbt source freshness`)")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="ARGS")
-    dbt_sources = sub.add_parser("dbt-sources", help="regenerate dbt/models/staging/_sources.yml from tables.yml")
-    dbt_sources.add_argument("--check", action="store_true", help="exit 1 when the file is stale instead")
+    dbt_sources = sub.add_parser("dbt-sources", help="regenerate the dbt sources (live columns) and a staging model "
+                                                     "for every configured table without a hand-written one")
+    dbt_sources.add_argument("--check", action="store_true", help="change nothing; exit 1 when a generated file is stale")
     render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
@@ -99,10 +110,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "demo-data":
         from etl.demo import build_demo_source
-        counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed)
+        import time
+        started = time.monotonic()
+        counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed, clinic=args.clinic,
+                                   jobs=args.jobs)
         for table, rows in counts.items():
             print(f"{table:<16} {rows:>10,} rows")
+        print(f"{len(counts)} tables, {sum(counts.values()):,} rows in {time.monotonic() - started:.1f} s")
         return 0
+    if args.command == "discover":
+        from etl.discover import run as discover
+        return discover(settings, check=args.check, output=args.output, show_diff=not args.no_diff)
     if args.command == "dbt":
         from etl.phases.transform import dbt_command
         return dbt_command(settings, args.dbt_args)
@@ -148,7 +166,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "dbt-sources":
         from etl.dbt_sources import main as dbt_sources_main
-        return dbt_sources_main(["--check"] if args.check else [], tables_path=settings.tables_path)
+        return dbt_sources_main(["--check"] if args.check else [], settings=settings)
     if args.command in ("copy", "load", "transform", "run"):
         from etl.runner import run_phases
         phases = ["copy", "load", "transform"] if args.command == "run" else [args.command]

@@ -1,12 +1,15 @@
 """A deterministic, OpenDental-like *demo* source database, for trying and testing the ETL.
 
-Everything here is made-up demo data; nothing comes from a real clinic except the shape: the twelve
-tables of ``etl/demo_tables.yml`` (a vendored extract of the OpenDental fact sheet) are created with
-their production types, defaults, keys and ``ENGINE=MyISAM``, then each is filled by one
-``INSERT ... SELECT ... FROM seq_1_to_N`` statement (MariaDB's SEQUENCE engine), rendered from
-``sql_templates/mysql/demo/``. Every generated value is a function of (seed, row number) through
-CRC32 arithmetic, except that timestamps are placed relative to an anchor hour (``as_of``); so two
-builds with the same seed in the same hour (or with the same ``as_of``) are identical row for row.
+Everything here is made-up demo data; nothing comes from a real clinic except the shape: the tables of
+``etl/demo_tables.yml`` (a vendored copy of the OpenDental fact sheet: 93 tables, 18.8M rows at one real
+clinic) are created with their production types, defaults, keys and ``ENGINE=MyISAM``, then each is
+filled by one ``INSERT ... SELECT ... FROM seq_1_to_N`` statement (MariaDB's SEQUENCE engine), rendered
+from ``sql_templates/mysql/demo/``. The twelve tables of FILL_ORDER (the default demo) have hand-tuned
+fills (``fill_<table>``); every other table gets the column-type-driven ``fill_generic`` (``clinic=True``
+builds all 93). Every generated value is a function of (seed, row number) through CRC32 arithmetic,
+except that timestamps are placed relative to an anchor hour (``as_of``); so two builds with the same
+seed in the same hour (or with the same ``as_of``) are identical row for row. ``jobs`` fills tables on
+that many connections at once, the biggest first.
 
 The data carries OpenDental's quirks on purpose: ``0001-01-01`` sentinel dates and ``0000-00-00``
 zero dates, empty strings next to NULLs, doubles with cents, unsigned tinyints above 127, TIME values
@@ -22,11 +25,13 @@ import functools
 import math
 import re
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 import pymysql
 import yaml
@@ -70,11 +75,14 @@ _TABLE_KEYS = {
     "incremental_columns", "primary_incremental_column", "sync_profile",
 }
 
-# Fill order: referenced tables first (the fills only use row counts, but a reader expects it).
+# The default demo: the twelve tables with hand-tuned fills (fill_<table>.sql.j2), referenced tables
+# first (the fills only use row counts, but a reader expects it).
 FILL_ORDER = (
     "definition", "provider", "recalltype", "procedurecode", "patient", "appointment",
     "procedurelog", "claimproc", "payment", "paysplit", "commlog", "securitylog",
 )
+#: Tables in the vendored fact sheet (etl/demo_tables.yml); `clinic=True` builds them all.
+CLINIC_TABLE_COUNT = 93
 
 
 @dataclass(frozen=True)
@@ -216,23 +224,48 @@ def load_demo_tables(path: Path = DEMO_TABLES_PATH) -> dict[str, DemoTable]:
 
 
 @functools.lru_cache(maxsize=1)
-def demo_tables() -> dict[str, DemoTable]:
+def clinic_tables() -> dict[str, DemoTable]:
+    """Every table of the vendored fact sheet, the hand-tuned twelve first (FILL_ORDER), then by name."""
     tables = load_demo_tables()
-    if set(tables) != set(FILL_ORDER):
-        raise ConfigError(f"{DEMO_TABLES_PATH.name}: expected exactly the tables {', '.join(FILL_ORDER)}")
-    return tables
+    missing = [name for name in FILL_ORDER if name not in tables]
+    if missing or len(tables) != CLINIC_TABLE_COUNT:
+        raise ConfigError(f"{DEMO_TABLES_PATH.name}: expected the {CLINIC_TABLE_COUNT} tables of the fact sheet, "
+                          f"including {', '.join(FILL_ORDER)}; found {len(tables)}, missing {missing}")
+    order = list(FILL_ORDER) + sorted(set(tables) - set(FILL_ORDER))
+    return {name: tables[name] for name in order}
 
 
-def demo_row_counts(scale: float) -> dict[str, int]:
-    """Rows per demo table at `scale` (1.0 = the clinic of the fact sheet; procedurelog 818,050).
+def demo_tables() -> dict[str, DemoTable]:
+    """The default demo: the twelve tables with hand-tuned fills."""
+    return {name: clinic_tables()[name] for name in FILL_ORDER}
+
+
+def foreign_keys() -> dict[str, str]:
+    """Column name -> the table whose single-column primary key has that name (PatNum -> patient): the
+    generic fill points such columns at rows of that table. A name several tables use as their key
+    (PatNum: patient, patientnote, famaging) belongs to the biggest of them."""
+    owners: dict[str, DemoTable] = {}
+    for table in clinic_tables().values():
+        if len(table.primary_key) != 1:
+            continue
+        key = table.primary_key[0]
+        best = owners.get(key)
+        if best is None or (table.estimated_rows, best.name) > (best.estimated_rows, table.name):
+            owners[key] = table
+    return {key: table.name for key, table in owners.items()}
+
+
+def demo_row_counts(scale: float, tables: Sequence[str] | None = None) -> dict[str, int]:
+    """Rows per table at `scale` (1.0 = the clinic of the fact sheet; procedurelog 818,050), for `tables`
+    (default: the twelve of the default demo).
 
     Full-table lookups keep at least their real size; every table has at least MIN_ROWS rows.
     """
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise ConfigError(f"demo-data: scale must be a number above 0, got {scale!r}")
     counts = {}
-    for name in FILL_ORDER:
-        table = demo_tables()[name]
+    for name in (FILL_ORDER if tables is None else tables):
+        table = clinic_tables()[name]
         rows = round(table.estimated_rows * scale)
         if table.extraction_strategy == "full_table":
             rows = max(rows, table.estimated_rows)
@@ -271,79 +304,116 @@ def build_demo_source(
     scale: float = 0.05,
     seed: int = 42,
     tables: list[str] | None = None,
+    clinic: bool = False,
     as_of: datetime | None = None,
+    jobs: int = 1,
+    on_table: Callable[[str, int, float], None] | None = None,
 ) -> dict[str, int]:
     """Drop and re-create the database named in `source_url` and fill it with DEMO data.
 
     **Destructive**: ``DROP DATABASE`` first, then ``CREATE DATABASE ... utf8mb4``; meant for a demo or
-    test server, never for a real OpenDental database. Creates `tables` (default: all twelve demo
-    tables) from ``etl/demo_tables.yml`` and fills each with one INSERT ... SELECT. The rows are a
-    deterministic function of `seed` and the row number; timestamps lie within ~3 years before the hour
-    preceding `as_of` (default: now). Returns the rows written per table.
+    test server, never for a real OpenDental database. Creates `tables` (default: the twelve demo
+    tables; ``clinic=True``: all 93 tables of the fact sheet) from ``etl/demo_tables.yml`` and fills each
+    with one INSERT ... SELECT, `jobs` tables at a time on their own connections (the biggest first).
+    The rows are a deterministic function of `seed` and the row number; timestamps lie within ~3 years
+    before the hour preceding `as_of` (default: now). Returns the rows written per table, in table
+    order; `on_table(name, rows, seconds)` is called as each table is done.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ConfigError(f"demo-data: seed must be a whole number >= 0, got {seed!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"demo-data: jobs must be a whole number >= 1, got {jobs!r}")
     if not source_url.database:
         raise ConfigError(f"demo-data: the source URL {mask_url(source_url)} names no database")
+    if clinic and tables is not None:
+        raise ConfigError("demo-data: name tables or ask for the whole clinic, not both")
     database = _ident(source_url.database, "demo-data: the source database name")
-    known = demo_tables()
-    wanted = list(FILL_ORDER) if tables is None else list(dict.fromkeys(tables))
+    known = clinic_tables()
+    wanted = list(known) if clinic else list(FILL_ORDER) if tables is None else list(dict.fromkeys(tables))
     for name in wanted:
         if name not in known:
-            raise ConfigError(f"demo-data: {name!r} is not a demo table (one of {', '.join(FILL_ORDER)})")
-    counts = demo_row_counts(scale)
-    anchor = _anchor(as_of)
+            raise ConfigError(f"demo-data: {name!r} is not a table of the fact sheet ({DEMO_TABLES_PATH.name})")
+    counts = demo_row_counts(scale, wanted)
+    # Foreign keys point into every table of the fact sheet, built or not: the counts of all of them.
     pool: dict[str, Any] = {
         "seed": seed,
-        "upper": anchor.strftime("%Y-%m-%d %H:%M:%S"),
+        "upper": _anchor(as_of).strftime("%Y-%m-%d %H:%M:%S"),
         "span": SPAN_DAYS * 86400,
-        **{f"n_{name}": rows for name, rows in counts.items()},
+        **{f"n_{name}": rows for name, rows in demo_row_counts(scale, list(known)).items()},
     }
+    fks = foreign_keys()
+    fills = {}
+    for name in wanted:  # every statement renders before anything is dropped
+        table = known[name]
+        template = f"mysql/demo/fill_{name}" if name in FILL_ORDER else "mysql/demo/fill_generic"
+        fills[name] = render(template, table=table, seq_table=_seq_table(counts[name]), fail=_fail,
+                             fks={c: Ident(t) for c, t in fks.items() if t != name})
 
     admin = mysql_connect(source_url, database=False, role="demo source")
     try:
         _run(admin, render("mysql/demo/drop_database", database=database))
         _run(admin, render("mysql/demo/create_database", database=database))
+        admin.select_db(database)
+        for name in wanted:
+            _run(admin, render("mysql/demo/create_table", table=known[name]))
     finally:
         admin.close()
 
-    written: dict[str, int] = {}
-    conn = mysql_connect(source_url, role="demo source")
-    try:
-        _run(conn, render("mysql/demo/session_fill"))
-        for name in (n for n in FILL_ORDER if n in wanted):
-            table = known[name]
-            _run(conn, render("mysql/demo/create_table", table=table))
-            fill = render(f"mysql/demo/fill_{name}", table=table, seq_table=_seq_table(counts[name]), fail=_fail)
-            try:
-                written[name] = _run(conn, fill, {**pool, "rows": counts[name]})
-            except pymysql.MySQLError as exc:
-                raise PhaseError(f"demo-data: filling {name} failed: {exc.args[-1]}") from None
-            warnings = conn.show_warnings()
-            if warnings:
-                shown = "; ".join(str(w[2]) for w in warnings[:3])
-                raise PhaseError(f"demo-data: filling {name} raised {len(warnings)} warning(s): {shown}")
-            if written[name] != counts[name]:
-                raise PhaseError(f"demo-data: {name}: wrote {written[name]} rows, expected {counts[name]}")
+    local = threading.local()
+    connections: list[pymysql.Connection] = []
+    lock = threading.Lock()
+
+    def fill(name: str) -> int:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = mysql_connect(source_url, role="demo source")
+            with lock:
+                connections.append(conn)
+            _run(conn, render("mysql/demo/session_fill"))
+        started = time.monotonic()
+        try:
+            rows = _run(conn, fills[name], {**pool, "rows": counts[name]})
+        except pymysql.MySQLError as exc:
+            raise PhaseError(f"demo-data: filling {name} failed: {exc.args[-1]}") from None
+        warnings = conn.show_warnings()
+        if warnings:
+            shown = "; ".join(str(w[2]) for w in warnings[:3])
+            raise PhaseError(f"demo-data: filling {name} raised {len(warnings)} warning(s): {shown}")
+        if rows != counts[name]:
+            raise PhaseError(f"demo-data: {name}: wrote {rows} rows, expected {counts[name]}")
         conn.commit()
+        if on_table is not None:
+            on_table(name, rows, time.monotonic() - started)
+        return rows
+
+    biggest_first = sorted(wanted, key=lambda n: -counts[n])
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="demo") as pool_:
+            done = dict(zip(biggest_first, pool_.map(fill, biggest_first)))
     finally:
-        conn.close()
-    return written
+        for conn in connections:
+            conn.close()
+    return {name: done[name] for name in wanted}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m etl.demo [--scale N] [--seed S] [--table T ...]``; the source URL comes from the settings."""
+    """``python -m etl.demo [--scale N] [--seed S] [--clinic | --table T ...] [--jobs N]``; the source URL
+    comes from the settings."""
     from etl.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m etl.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.05, help="fraction of the clinic's row counts")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--table", action="append", dest="tables", help="build only this table (repeatable)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--clinic", action="store_true", help="all 93 tables of the fact sheet")
+    which.add_argument("--table", action="append", dest="tables", help="build only this table (repeatable)")
+    parser.add_argument("--jobs", type=int, default=2, help="tables filled at once (default 2)")
     args = parser.parse_args(argv)
     try:
         url = Settings.load().source_url
         started = time.monotonic()
-        written = build_demo_source(url, scale=args.scale, seed=args.seed, tables=args.tables)
+        written = build_demo_source(url, scale=args.scale, seed=args.seed, tables=args.tables, clinic=args.clinic,
+                                    jobs=args.jobs)
     except EtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

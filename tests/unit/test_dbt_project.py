@@ -13,8 +13,8 @@ import yaml
 
 from etl import PROJECT_ROOT
 from etl.config import load_config
-from etl.dbt_sources import HEADER, SOURCES_PATH, render_sources
-from etl.demo import load_demo_tables
+from etl.dbt_sources import HEADER, SOURCES_PATH, catalog_columns, render_sources
+from etl.demo import demo_tables, load_demo_tables
 
 DBT = PROJECT_ROOT / "dbt"
 MACRO_FILES = sorted((DBT / "etl_tracking" / "macros").glob("*.sql")) + sorted((DBT / "macros").glob("*.sql"))
@@ -29,7 +29,8 @@ def collapse(text: str) -> str:
 def test_sources_file_is_generated_from_tables_yml_and_in_sync() -> None:
     committed = SOURCES_PATH.read_text(encoding="utf-8")
     assert committed.startswith(HEADER)
-    assert committed == render_sources(load_config(PROJECT_ROOT / "tables.yml")), \
+    config = load_config(PROJECT_ROOT / "tables.yml")
+    assert committed == render_sources(config, catalog_columns(config)), \
         "dbt/models/staging/_sources.yml is stale: run `etl dbt-sources`"
 
 
@@ -54,7 +55,7 @@ def test_sources_list_every_configured_table_with_its_real_columns() -> None:
 def test_every_demo_table_has_a_staging_model_with_key_tests() -> None:
     models = yaml.safe_load((DBT / "models" / "staging" / "_staging.yml").read_text(encoding="utf-8"))["models"]
     tested = {m["name"]: [c for c in m["columns"] if c.get("data_tests")] for m in models}
-    for name in load_demo_tables():
+    for name in demo_tables():
         assert (DBT / "models" / "staging" / f"stg_{name}.sql").is_file(), name
         key_tests = tested[f"stg_{name}"]
         assert len(key_tests) == 1 and key_tests[0]["data_tests"] == ["unique", "not_null"], name

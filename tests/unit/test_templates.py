@@ -111,6 +111,13 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     # ---- MySQL: reflection (etl/schema.py)
     "mysql/reflect_table": (dict, {"schema", "table"}),
     "mysql/reflect_columns": (dict, {"schema", "table"}),
+    # ---- MySQL: etl discover / etl dbt-sources (information_schema of the whole source database)
+    "mysql/discover_server": (dict, set()),
+    "mysql/discover_tables": (dict, {"schema"}),
+    "mysql/discover_columns": (dict, {"schema"}),
+    "mysql/discover_keys": (dict, {"schema"}),
+    "mysql/discover_opendental_version": (lambda: dict(database=Ident("opendental"), table=Ident("preference")),
+                                          {"pref_name"}),
     "mysql/reflect_primary_key": (dict, {"schema", "table"}),
     "mysql/reflect_indexes": (dict, {"schema", "table"}),
     # ---- MySQL: copy tracking (etl/tracking.py, etl/status.py)
@@ -181,10 +188,17 @@ def all_templates() -> list[str]:
 
 
 def demo_templates() -> dict[str, Any]:
-    """mysql/demo/create_table and mysql/demo/fill_<table> render once per demo table (tests below)."""
+    """mysql/demo/create_table renders once per fact-sheet table, mysql/demo/fill_<table> once per hand-tuned
+    demo table and fill_generic once per other table (tests below)."""
     from etl import demo
 
-    return demo.demo_tables()
+    return demo.clinic_tables()
+
+
+def fill_template(table: str) -> str:
+    from etl import demo
+
+    return f"mysql/demo/fill_{table}" if table in demo.FILL_ORDER else "mysql/demo/fill_generic"
 
 
 GOLDEN_TEMPLATES = {c.template for c in sc.cases()}
@@ -192,7 +206,7 @@ GOLDEN_TEMPLATES = {c.template for c in sc.cases()}
 
 def test_every_template_is_rendered_by_some_test() -> None:
     covered = GOLDEN_TEMPLATES | set(RENDER_CASES) | {"mysql/demo/create_table"}
-    covered |= {f"mysql/demo/fill_{name}" for name in demo_templates()}
+    covered |= {fill_template(name) for name in demo_templates()}
     missing = [name for name in all_templates() if name not in covered]
     assert not missing, f"templates no test renders (add a golden case or a RENDER_CASES entry): {missing}"
     unknown = sorted(set(RENDER_CASES) - set(all_templates()))
@@ -273,9 +287,10 @@ def test_demo_fill_binds_are_all_supplied_by_build_demo_source(table: str) -> No
     """demo._run passes only binds found in its pool: seed, upper, span, rows and n_<table> counts."""
     from etl import demo
 
-    statement = render(f"mysql/demo/fill_{table}", table=demo_templates()[table], seq_table=Ident("seq_1_to_10"),
-                       fail=demo._fail)
-    pool = DEMO_POOL | {f"n_{name}" for name in demo.FILL_ORDER}
+    fks = {c: Ident(t) for c, t in demo.foreign_keys().items() if t != table}
+    statement = render(fill_template(table), table=demo_templates()[table], seq_table=Ident("seq_1_to_10"),
+                       fail=demo._fail, fks=fks)
+    pool = DEMO_POOL | {f"n_{name}" for name in demo.clinic_tables()}
     assert statement.binds <= pool, sorted(statement.binds - pool)
     assert f"`{table}`" in statement.text and "`seq_1_to_10`" in statement.text
 

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="change nothing; exit 1 when the source has tables or columns the file does not cover")
     discover.add_argument("--output", "-o", type=Path, metavar="PATH", help="the file to write or check (default ETL_TABLES)")
     discover.add_argument("--no-diff", action="store_true", help="do not print the diff of the file")
+    discover.add_argument("--full-table-rows", type=int, metavar="N",
+                          help="tables without a server-maintained timestamp of at most N rows are read in full "
+                               "(default 10000, or the value the file records)")
     for name, text in (("copy", "source MySQL -> replica MySQL"), ("load", "replica MySQL -> PostgreSQL raw"),
                        ("transform", "PostgreSQL raw -> dbt models (dbt/ or ETL_DBT_PROJECT_DIR), tracked per table"),
                        ("run", "copy, then load, then transform")):
@@ -120,7 +123,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "discover":
         from etl.discover import run as discover
-        return discover(settings, check=args.check, output=args.output, show_diff=not args.no_diff)
+        if args.full_table_rows is not None and args.full_table_rows < 0:
+            raise ConfigError("etl discover: --full-table-rows must be a whole number >= 0")
+        return discover(settings, check=args.check, output=args.output, show_diff=not args.no_diff,
+                        full_table_max_rows=args.full_table_rows)
     if args.command == "dbt":
         from etl.phases.transform import dbt_command
         return dbt_command(settings, args.dbt_args)

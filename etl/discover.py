@@ -21,8 +21,9 @@ The rules (:func:`decide`, pure; RULE_VERSION is recorded in the file and bumped
    (``Edit``/``TStamp``/``Modified``/``Updated`` in the name: ``DateTSheetEdited``, ``DateTMeasureEdit``).
    Nothing to watch at all: the table is read in full.
 5. **full_table** for tables without a server-maintained timestamp of at most FULL_TABLE_MAX_ROWS rows
-   (10,000): re-reading ~1-3 MB each run costs less than the risk of a missed edit, and deletes come for
-   free. Never ``incremental_chunked``: ``full_table`` or ``incremental`` only.
+   (10,000; ``--full-table-rows N``, recorded in the file and reused by later runs): re-reading ~1-3 MB
+   each run costs less than the risk of a missed edit, and deletes come for free. Never
+   ``incremental_chunked``: ``full_table`` or ``incremental`` only.
 6. **batch_size** = BATCH_TARGET_BYTES (16 MiB) / the average row length, rounded down to a thousand,
    within 1,000 .. 100,000 (10,000 when the table is empty). ``estimated_rows`` from the statistics.
 7. **delete_detection**: none for full_table (every run replaces the rows) and append-only logs (rows
@@ -243,7 +244,8 @@ def batch_size(avg_row_length: int) -> tuple[int, str]:
                   f"{BATCH_MIN_ROWS:,}..{BATCH_MAX_ROWS:,} rows")
 
 
-def decide(table: SourceTable, delete_log: Mapping[str, DeleteLog] = DELETE_LOG) -> Decision | Unconfigured:
+def decide(table: SourceTable, delete_log: Mapping[str, DeleteLog] = DELETE_LOG, *,
+           full_table_max_rows: int = FULL_TABLE_MAX_ROWS) -> Decision | Unconfigured:
     """The rules of the module docstring, for one table. Pure: no connection, no clock."""
     name = table.name
     if not table.primary_key:
@@ -294,16 +296,16 @@ def decide(table: SourceTable, delete_log: Mapping[str, DeleteLog] = DELETE_LOG)
     if stamps:
         strategy = "incremental"
         why["extraction_strategy"] = f"incremental on the server-maintained {primary}"
-    elif table.rows <= FULL_TABLE_MAX_ROWS:
+    elif table.rows <= full_table_max_rows:
         strategy = "full_table"
-        why["extraction_strategy"] = (f"{table.rows:,} rows <= {FULL_TABLE_MAX_ROWS:,} and no server-maintained "
+        why["extraction_strategy"] = (f"{table.rows:,} rows <= {full_table_max_rows:,} and no server-maintained "
                                       "timestamp: read in full every run (edits and deletes included)")
     elif not incremental:
         strategy = "full_table"
         why["extraction_strategy"] = f"{table.rows:,} rows, but nothing marks a new or changed row: read in full"
     else:
         strategy = "incremental"
-        why["extraction_strategy"] = (f"{table.rows:,} rows > {FULL_TABLE_MAX_ROWS:,}: incremental"
+        why["extraction_strategy"] = (f"{table.rows:,} rows > {full_table_max_rows:,}: incremental"
                                       + (" on the key" if append_only else " (OR fallback)"))
 
     rows_per_batch, why["batch_size"] = batch_size(table.avg_row_length)
@@ -379,11 +381,17 @@ def _owner(entry: Any) -> str:
     return "discover" if entry["x_discover"].get("fingerprint") == fingerprint(entry) else "yours"
 
 
-def merge(source: Source, existing_text: str | None, *, path: Path, now: dt.datetime | None = None) -> Outcome:
-    """The new file text for `source`, merged into `existing_text` (None: no file yet)."""
+def merge(source: Source, existing_text: str | None, *, path: Path, now: dt.datetime | None = None,
+          full_table_max_rows: int | None = None) -> Outcome:
+    """The new file text for `source`, merged into `existing_text` (None: no file yet). The full_table
+    threshold: `full_table_max_rows`, else the one the file records, else FULL_TABLE_MAX_ROWS."""
     old = _load(existing_text, path) if existing_text is not None else {}
     old_tables: dict[str, Any] = dict(old.get("tables") or {})
     old_meta: dict[str, Any] = dict(old.get("metadata") or {}) if isinstance(old.get("metadata"), dict) else {}
+    recorded = old_meta.get("discover") if isinstance(old_meta.get("discover"), dict) else {}
+    threshold = full_table_max_rows if full_table_max_rows is not None else recorded.get("full_table_max_rows")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+        threshold = FULL_TABLE_MAX_ROWS
     excluded = {str(t) for t in (old_meta.get("exclude_tables") or [])}
     user_blocks = _entry_blocks(existing_text, path) if existing_text is not None else {}
 
@@ -399,7 +407,7 @@ def merge(source: Source, existing_text: str | None, *, path: Path, now: dt.date
             if name in old_tables:
                 outcome.removed.append(name)
             continue
-        decision = decide(source.tables[name])
+        decision = decide(source.tables[name], full_table_max_rows=threshold)
         if isinstance(decision, Unconfigured):
             outcome.unconfigured[name] = decision.reason
             if name in old_tables:
@@ -415,9 +423,10 @@ def merge(source: Source, existing_text: str | None, *, path: Path, now: dt.date
         elif _strip_informational(previous) != _strip_informational(entry):
             outcome.updated.append(name)
 
-    previous_discover = old_meta.get("discover") if isinstance(old_meta.get("discover"), dict) else {}
+    previous_discover = recorded
     discover_meta = {
         "rule_version": RULE_VERSION,
+        "full_table_max_rows": threshold,
         "generated_at": None,  # filled below
         "source": {"database": source.database, "server_version": source.server_version,
                    "opendental_version": source.opendental_version},
@@ -627,7 +636,7 @@ def coverage(source: Source, text: str, path: Path) -> Coverage:
 # ---------------------------------------------------------------- the command
 
 def run(settings: Settings, *, check: bool = False, output: Path | None = None, show_diff: bool = True,
-        echo=print) -> int:
+        full_table_max_rows: int | None = None, echo=print) -> int:
     """`etl discover [--check] [--output PATH]`; returns the exit code."""
     path = Path(output) if output is not None else Path(settings.tables_path)
     existing = path.read_text(encoding="utf-8") if path.is_file() else None
@@ -652,7 +661,7 @@ def run(settings: Settings, *, check: bool = False, output: Path | None = None, 
         echo("run `etl discover` to update it (your entries are kept)")
         return 1
 
-    outcome = merge(source, existing, path=path)
+    outcome = merge(source, existing, path=path, full_table_max_rows=full_table_max_rows)
     if outcome.changed:
         write_atomically(path, outcome.text)
     configured = len(_load(outcome.text, path).get("tables") or {})

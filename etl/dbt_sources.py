@@ -189,8 +189,14 @@ def _column(name: str, data_type: str | None, description: str = "") -> dict[str
     return entry
 
 
-def sources_document(config: EtlConfig, columns: Mapping[str, Sequence[tuple[str, str | None]]]) -> dict[str, Any]:
-    """The sources file for `config`, with `columns` (table -> [(name, PostgreSQL type)]) of each table."""
+def sources_document(config: EtlConfig, columns: Mapping[str, Sequence[tuple[str, str | None]]],
+                     unconfigured_readers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The sources file for `config`, with `columns` (table -> [(name, PostgreSQL type)]) of each table.
+
+    `unconfigured_readers` (table -> the model reading it): tables the project's hand-written models read
+    that tables.yml does not configure. They are listed too -- a model reading an undeclared source would
+    stop dbt from parsing the whole project -- without freshness; they are never loaded, so their models
+    are never selected."""
     tables = []
     for name, table in config.tables.items():
         known = columns.get(name)
@@ -199,6 +205,10 @@ def sources_document(config: EtlConfig, columns: Mapping[str, Sequence[tuple[str
             entry["description"] += " Not found at the source: only the load marker columns are listed."
         entry["columns"] = [_column(c, t) for c, t in known or ()] + [_column(*c) for c in LOAD_MARKER_COLUMNS]
         tables.append(entry)
+    for name, model in sorted((unconfigured_readers or {}).items()):
+        tables.append({"name": str(name), "description": f"Not configured in tables.yml (never loaded); listed because "
+                                                           f"{model} reads it.",
+                       "freshness": None, "columns": [_column(*c) for c in LOAD_MARKER_COLUMNS]})
     tracking = [
         {"name": name, "description": text, "columns": [_column(*c) for c in columns_]}
         for name, (text, columns_) in TRACKING_TABLES.items()
@@ -226,8 +236,10 @@ def sources_document(config: EtlConfig, columns: Mapping[str, Sequence[tuple[str
     }
 
 
-def render_sources(config: EtlConfig, columns: Mapping[str, Sequence[tuple[str, str | None]]]) -> str:
-    body = yaml.safe_dump(sources_document(config, columns), sort_keys=False, width=120, allow_unicode=True)
+def render_sources(config: EtlConfig, columns: Mapping[str, Sequence[tuple[str, str | None]]],
+                   unconfigured_readers: Mapping[str, str] | None = None) -> str:
+    body = yaml.safe_dump(sources_document(config, columns, unconfigured_readers), sort_keys=False, width=120,
+                          allow_unicode=True)
     return HEADER + body
 
 
@@ -244,9 +256,9 @@ def snake_case(name: str) -> str:
 _SOURCE_REF = re.compile(r"""source\(\s*['"]opendental['"]\s*,\s*['"]([A-Za-z0-9_]+)['"]\s*\)""")
 
 
-def hand_written_tables(project_dir: Path) -> dict[str, Path]:
-    """Tables the project already has a model for, outside the generated folder: a model file named
-    stg_<table>.sql, or any model reading source('opendental', '<table>')."""
+def hand_written_tables(project_dir: Path, *, by_name: bool = True) -> dict[str, Path]:
+    """Tables the project already has a model for, outside the generated folder: any model reading
+    source('opendental', '<table>'), or (by_name) a model file named stg_<table>.sql."""
     found: dict[str, Path] = {}
     generated = project_dir / GENERATED_DIR
     for path in sorted((project_dir / "models").rglob("*.sql")):
@@ -255,7 +267,7 @@ def hand_written_tables(project_dir: Path) -> dict[str, Path]:
         text = path.read_text(encoding="utf-8", errors="replace")
         for table in _SOURCE_REF.findall(text):
             found.setdefault(table, path)
-        if path.stem.startswith("stg_"):
+        if by_name and path.stem.startswith("stg_"):
             found.setdefault(path.stem[len("stg_"):], path)
     return found
 
@@ -316,7 +328,10 @@ def _is_generated(path: Path) -> bool:
 
 def plan_files(config: EtlConfig, project_dir: Path, columns) -> tuple[dict[Path, str], list[Path]]:
     """(files to have with their content, generated files to remove)."""
-    wanted = {project_dir / SOURCES_RELATIVE: render_sources(config, columns)}
+    readers = {table: path.relative_to(project_dir).as_posix()
+               for table, path in hand_written_tables(project_dir, by_name=False).items()
+               if table not in config.tables}
+    wanted = {project_dir / SOURCES_RELATIVE: render_sources(config, columns, readers)}
     wanted.update(generated_files(config, project_dir))
     folder = project_dir / GENERATED_DIR
     leftovers = [p for p in sorted(folder.glob("*")) if p.is_file() and p not in wanted and _is_generated(p)] \

@@ -193,3 +193,65 @@ def test_watermark_text_and_usable_follow_the_load_phase(dtype: str, text: str, 
 def test_a_text_column_cannot_carry_a_watermark() -> None:
     with pytest.raises(_CompileError, match="a column of type text cannot carry a watermark"):
         Macros().call("default__etl_watermark_text", "v", "text")
+
+
+# ---------------------------------------------------------------- generated staging models (etl dbt-sources)
+
+def test_python_snake_case_is_the_macros_for_every_fact_sheet_column() -> None:
+    from etl.dbt_sources import snake_case
+
+    macros = Macros()
+    for table in load_demo_tables().values():
+        for column in table.columns:
+            assert snake_case(column.name) == macros.call("opendental_snake_case", column.name), column.name
+
+
+def _config(tmp_path, tables: dict):
+    from etl.config import parse_config
+
+    return parse_config({"tables": tables}, tmp_path / "tables.yml")
+
+
+def test_generated_models_skip_hand_written_ones_and_test_every_key(tmp_path) -> None:
+    import shutil
+
+    from etl.dbt_sources import GENERATED_DIR, MODEL_HEADER, MODEL_YAML_HEADER, plan_files
+
+    project = tmp_path / "dbt"
+    shutil.copytree(DBT / "models", project / "models", ignore=shutil.ignore_patterns("generated"))
+    config = _config(tmp_path, {
+        "patient": {"primary_key": "PatNum", "primary_incremental_column": "DateTStamp"},
+        "zipcode": {"primary_key": "ZipCodeNum", "extraction_strategy": "full_table"},
+        "treatplanlink": {"primary_key": ["TreatPlanNum", "ProcNum"], "extraction_strategy": "full_table"},
+    })
+    wanted, leftovers = plan_files(config, project, {"patient": [("PatNum", "bigint")]})
+    folder = project / GENERATED_DIR
+    assert sorted(p.relative_to(project).as_posix() for p in wanted) == [
+        "models/staging/_sources.yml", "models/staging/generated/_generated.yml",
+        "models/staging/generated/stg_treatplanlink.sql", "models/staging/generated/stg_zipcode.sql"]
+    zipcode = wanted[folder / "stg_zipcode.sql"]
+    assert zipcode.startswith(MODEL_HEADER)
+    assert "unique_key='zip_code_num'" in zipcode and "etl_record_transform('zipcode')" in zipcode
+    assert "opendental_staging_columns(source('opendental', 'zipcode'))" in zipcode
+    assert "etl_incremental_filter('zipcode')" in zipcode
+    link = wanted[folder / "stg_treatplanlink.sql"]
+    assert "unique_key=['treat_plan_num', 'proc_num']" in link
+    tests = yaml.safe_load(wanted[folder / "_generated.yml"])
+    assert wanted[folder / "_generated.yml"].startswith(MODEL_YAML_HEADER)
+    by_model = {m["name"]: {c["name"]: c.get("data_tests") for c in m["columns"]} for m in tests["models"]}
+    assert by_model["stg_zipcode"]["zip_code_num"] == ["unique", "not_null"]
+    assert by_model["stg_treatplanlink"] == {"treat_plan_num": ["not_null"], "proc_num": ["not_null"],
+                                             "_etl_load_id": None}
+    # the hand-written models of the demo tables not configured here keep their sources declared
+    sources = yaml.safe_load(wanted[project / "models" / "staging" / "_sources.yml"])["sources"][0]["tables"]
+    declared = {t["name"]: t for t in sources}
+    assert set(declared) == {"patient", "zipcode", "treatplanlink"} | (set(demo_tables()) - {"patient"})
+    assert declared["commlog"]["freshness"] is None and "stg_commlog.sql reads it" in declared["commlog"]["description"]
+    assert [c["name"] for c in declared["patient"]["columns"]] == ["PatNum", "_etl_load_id", "_etl_loaded_at"]
+    assert leftovers == []
+
+    folder.mkdir(parents=True)
+    (folder / "stg_gone.sql").write_text(MODEL_HEADER + "select 1\n")
+    (folder / "mine.sql").write_text("select 2\n")
+    _, leftovers = plan_files(config, project, {})
+    assert leftovers == [folder / "stg_gone.sql"]  # never a file without the generated header

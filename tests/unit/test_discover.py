@@ -319,3 +319,14 @@ def test_coverage_of_new_tables_and_columns() -> None:
     document = yaml.safe_load(text)
     document["metadata"]["exclude_tables"] = ["audit"]
     assert d.coverage(small_source(audit=table("audit", NUM)), yaml.safe_dump(document), PATH).covered
+
+
+def test_the_threshold_given_once_is_recorded_and_reused() -> None:
+    first = d.merge(small_source(), None, path=PATH, now=NOW, full_table_max_rows=100)
+    document = yaml.safe_load(first.text)
+    assert document["metadata"]["discover"]["full_table_max_rows"] == 100
+    assert document["tables"]["definition"]["extraction_strategy"] == "incremental"  # 655 rows > 100
+    again = d.merge(small_source(), first.text, path=PATH, now=NOW)
+    assert not again.changed
+    default = d.merge(small_source(), None, path=PATH, now=NOW)
+    assert yaml.safe_load(default.text)["tables"]["definition"]["extraction_strategy"] == "full_table"

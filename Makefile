@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SCALE  ?= 0.05
 
-.PHONY: demo test test-unit test-integration install services snapshots bench clean
+.PHONY: demo demo-clinic test test-unit test-integration install services snapshots bench bench-clinic clean
 
 $(BIN)/etl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ snapshots: install
 # make bench BENCH_ARGS="--runs 3 --json"   (also --rows 5000000, --jobs-sweep 1,2,4, --keep)
 bench: install services
 	$(BIN)/python -m etl.bench $(BENCH_ARGS)
+
+# The whole clinic end to end (etl/bench_clinic.py): discover, initial sync, a simulated day, the nightly,
+# a no-change run, verify, with the writer-wait probe; its own databases, dropped afterwards.
+# make bench-clinic BENCH_ARGS="--scale 1.0 --json"   (also --runs 3, --jobs 2, --skip-pipe/transform/verify/probe)
+bench-clinic: install services
+	$(BIN)/python -m etl.bench_clinic $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -25,6 +25,24 @@ demo: install services
 	$(BIN)/etl run
 	$(BIN)/etl status
 
+# The whole fact sheet (93 tables) instead of the 12 demo tables: `etl discover` writes .clinic/tables.yml and
+# `etl dbt-sources` the sources and staging models into a copy of the dbt project, .clinic/dbt (the committed
+# tables.yml and dbt/ stay the 12-table demo's). SCALE=1.0 make demo-clinic: 18.8M rows.
+CLINIC := $(CURDIR)/.clinic
+demo-clinic: export ETL_TABLES := $(CLINIC)/tables.yml
+demo-clinic: export ETL_DBT_PROJECT_DIR := $(CLINIC)/dbt
+demo-clinic: install services
+	rm -rf $(CLINIC)/dbt && mkdir -p $(CLINIC) && cp -r dbt $(CLINIC)/dbt
+	rm -rf $(CLINIC)/dbt/target $(CLINIC)/dbt/logs $(CLINIC)/dbt/models/staging/generated
+	$(BIN)/etl demo-data --clinic --scale $(SCALE)
+	$(BIN)/etl discover --no-diff
+	$(BIN)/etl dbt-sources
+	$(BIN)/etl migrate
+	$(BIN)/etl check-config
+	$(BIN)/etl init-tracking
+	$(BIN)/etl run
+	$(BIN)/etl status
+
 test: install services
 	$(BIN)/pytest -q
 
@@ -50,4 +68,4 @@ bench-clinic: install services
 	$(BIN)/python -m etl.bench_clinic $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache *.egg-info $(CLINIC)

@@ -171,8 +171,12 @@ def test_table_subset_and_rebuild(mysql_database):
 
 def test_bad_input_is_refused_before_touching_the_server():
     url = _url("etldemo_never_created")
-    with pytest.raises(ConfigError, match="not a demo table"):
-        build_demo_source(url, tables=["procedurelog", "toothinitial"])
+    with pytest.raises(ConfigError, match="not a table of the fact sheet"):
+        build_demo_source(url, tables=["procedurelog", "eservicelog"])
+    with pytest.raises(ConfigError, match="not both"):
+        build_demo_source(url, tables=["procedurelog"], clinic=True)
+    with pytest.raises(ConfigError, match="jobs"):
+        build_demo_source(url, jobs=0)
     with pytest.raises(ConfigError, match="scale"):
         demo_row_counts(0)
     with pytest.raises(ConfigError, match="seed"):
@@ -195,10 +199,11 @@ def test_row_counts_scale_with_the_clinic():
 
 def test_vendored_extract_and_tables_yml_agree_with_the_fact_sheet():
     vendored = yaml.safe_load(DEMO_TABLES_PATH.read_text(encoding="utf-8"))["tables"]
-    assert set(vendored) == set(FILL_ORDER)
+    assert len(vendored) == 93 and set(FILL_ORDER) <= set(vendored)
+    assert sum(t["estimated_rows"] for t in vendored.values()) == 18_807_284
     if FACT_SHEET.is_file():
         facts = yaml.safe_load(FACT_SHEET.read_text(encoding="utf-8"))["tables"]
-        assert {name: facts[name] for name in vendored} == vendored
+        assert facts == vendored
     config = load_config(PROJECT_ROOT / "tables.yml")
     assert set(config.tables) == set(FILL_ORDER)
     for name, table in demo_tables().items():
@@ -213,3 +218,42 @@ def test_vendored_extract_and_tables_yml_agree_with_the_fact_sheet():
     raw = yaml.safe_load((PROJECT_ROOT / "tables.yml").read_text(encoding="utf-8"))
     assert {"description", "source"} <= set(raw["metadata"])
     assert all(raw["tables"][n]["estimated_rows"] == demo_tables()[n].estimated_rows for n in FILL_ORDER)
+
+
+def test_the_whole_clinic_matches_the_fact_sheet_with_quirks_and_keys(mysql_database):
+    from etl.demo import clinic_tables, foreign_keys
+
+    url = _url(mysql_database("etldemo", create=False))
+    written = build_demo_source(url, scale=0.0005, clinic=True, seed=5, as_of=AS_OF, jobs=2)
+    facts = clinic_tables()
+    assert list(written) == list(facts) and written == demo_row_counts(0.0005, list(facts))
+    columns = _query(url, "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                          "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION", url.database)
+    assert list(columns) == [(n, c.name, c.type) for n in sorted(facts) for c in facts[n].columns]
+    counts = {name: _query(url, f"SELECT COUNT(*) FROM `{name}`")[0][0] for name in facts}
+    assert counts == written
+    # OpenDental's quirks in tables only the generic fill builds
+    generic = {
+        "sentinel date": "SELECT COUNT(*) FROM adjustment WHERE AdjDate = '0001-01-01'",
+        "zero date": "SELECT COUNT(*) FROM claim WHERE CAST(DateService AS CHAR) = '0000-00-00' "
+                     "OR CAST(DateSent AS CHAR) = '0000-00-00' OR CAST(DateReceived AS CHAR) = '0000-00-00'",
+        "sentinel datetime": "SELECT COUNT(*) FROM labcase WHERE CAST(DateTimeDue AS CHAR) LIKE '0001-01-01%'",
+        "TIME above 24 hours": "SELECT COUNT(*) FROM schedule WHERE TIME_TO_SEC(StartTime) > 86400",
+        "unsigned tinyint above 127": "SELECT COUNT(*) FROM sheetfield WHERE GrowthBehavior > 127",
+        "empty string": "SELECT COUNT(*) FROM carrier WHERE CarrierName = ''",
+        "NULL": "SELECT COUNT(*) FROM sheetfield WHERE FieldValue IS NULL",
+    }
+    missing = [what for what, sql in generic.items() if _query(url, sql)[0][0] == 0]
+    assert missing == []
+    now = AS_OF.replace(tzinfo=None)
+    (latest,) = _query(url, "SELECT MAX(SecDateTEdit) FROM adjustment")[0]
+    assert latest <= now - timedelta(hours=1)
+    # a column named like another table's key points at one of its rows (or 0)
+    assert foreign_keys()["PatNum"] == "patient" and foreign_keys()["SheetNum"] == "sheet"
+    orphans = _query(url, "SELECT COUNT(*) FROM sheetfield f LEFT JOIN sheet s ON s.SheetNum = f.SheetNum "
+                          "WHERE f.SheetNum <> 0 AND s.SheetNum IS NULL")[0][0]
+    assert orphans == 0
+    again = _url(mysql_database("etldemo", create=False))
+    build_demo_source(again, scale=0.0005, clinic=True, seed=5, as_of=AS_OF, jobs=1)
+    sums = lambda u: dict(_query(u, "CHECKSUM TABLE adjustment, sheetfield, securityloghash, claim"))
+    assert {k.split(".")[1]: v for k, v in sums(url).items()} == {k.split(".")[1]: v for k, v in sums(again).items()}

@@ -682,4 +682,6 @@ def run(settings: Settings, *, check: bool = False, output: Path | None = None, 
     echo(f"{state} {path}: {configured} tables configured, {len(outcome.unconfigured)} not configured, "
          f"source {source.database} ({source.server_version}"
          + (f", OpenDental {source.opendental_version})" if source.opendental_version else ")"))
+    if outcome.changed:
+        echo("next: `etl dbt-sources` (dbt sources and staging models), then `etl check-config` and `etl run`")
     return 0

@@ -77,6 +77,8 @@ INSERT_ROWS_PER_STATEMENT = 5_000
 PROBE_MIN_ROWS = 200_000
 PROBE_INTERVAL = 0.1
 PROBE_BASELINE_SECONDS = 5.0
+#: The longest table runs (phase, table) reported per step.
+SLOWEST = 8
 #: Entry and edit times OpenDental writes itself: the simulated day sets them to the server's time.
 NOW_NAMES = ("edit", "tstamp", "entry", "created", "logdatetime")
 
@@ -243,9 +245,21 @@ class ClinicBench(Bench):
             rows += [("raw",) + tuple(r) for r in fetch_all(pg, render("postgres/bench_clinic/history_phases",
                                                                        schema=Ident(self.settings.raw_schema)),
                                                              {"after": mark[1]})]
+            top = {"top": SLOWEST}
+            slowest = [("replica",) + tuple(r) for r in fetch_all(rep, render("mysql/bench_clinic/history_slowest"),
+                                                                   {"after": mark[0], **top})]
+            slowest += [("raw",) + tuple(r) for r in fetch_all(pg, render("postgres/bench_clinic/history_slowest",
+                                                                          schema=Ident(self.settings.raw_schema)),
+                                                                {"after": mark[1], **top})]
         finally:
             rep.close()
             pg.close()
+        self.last_slowest = [
+            {"phase": _text(phase) + (" (replica)" if side == "replica" and _text(phase) == "reconcile" else ""),
+             "table": _text(table), "seconds": float(_text(seconds)), "rows_written": int(written or 0)}
+            for side, phase, table, seconds, written in slowest if seconds is not None]
+        self.last_slowest.sort(key=lambda r: -r["seconds"])
+        del self.last_slowest[SLOWEST:]
         out: dict[str, dict[str, Any]] = {}
         for side, phase, runs, read, written, first, last in rows:
             name = _text(phase) if side == "raw" or _text(phase) != "reconcile" else "reconcile_replica"
@@ -267,7 +281,7 @@ class ClinicBench(Bench):
         phases = self.phases_since(mark)
         moved = sum(p["rows_written"] for k, p in phases.items() if k != "transform")
         self.step(name, label, baseline).samples.append(Sample(seconds, moved, peak))
-        self.note(name, {"seconds": seconds, "peak_mb": peak, "phases": phases})
+        self.note(name, {"seconds": seconds, "peak_mb": peak, "phases": phases, "slowest": self.last_slowest})
         return phases
 
     # ---- the steps ----------------------------------------------------------------------------------------
@@ -446,7 +460,7 @@ class ClinicBench(Bench):
             Sample(load_s, loaded, load_mb))
         self.step("initial_sync", "initial sync: copy + load", "pipe").samples.append(
             Sample(copy_s + load_s, loaded, max(copy_mb, load_mb)))
-        self.note("initial_sync", {"phases": phases})
+        self.note("initial_sync", {"phases": phases, "slowest": self.last_slowest})
         if "transform" not in self.skip:
             self.say("  initial transform (every staging model)...")
             self.timed("initial_transform", "initial etl transform (all models)", "transform")
@@ -568,6 +582,12 @@ def format_report(report: dict[str, Any]) -> str:
             parts = [f"{phase} {p['runs']}x {p['rows_read']:,}/{p['rows_written']:,} {_fix(p['span_s'], 1)} s"
                      for phase, p in sorted(phases.items())]
             lines.append(f"  {name:<18} " + "; ".join(parts))
+        lines += ["", f"the longest table runs of each step (phase table seconds; last run):"]
+        for name, runs in report["details"].items():
+            slowest = runs[-1].get("slowest") if runs else None
+            if slowest:
+                lines.append(f"  {name:<18} " + "; ".join(f"{r['phase']} {r['table']} {r['seconds']:.1f}"
+                                                          for r in slowest))
     if report["writer_waits"]:
         lines += ["", "writer wait (one-row UPDATE every 100 ms per big table): longest, the table, when"]
         for name, probe in report["writer_waits"].items():

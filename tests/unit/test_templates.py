@@ -101,6 +101,8 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/bench_clinic/history_phases": (dict, {"after"}),
     "postgres/bench_clinic/history_phases": (lambda: dict(schema=Ident("raw")), {"after"}),
     "mysql/bench_clinic/session_local_time": (dict, set()),
+    "mysql/bench_clinic/history_slowest": (dict, {"after", "top"}),
+    "postgres/bench_clinic/history_slowest": (lambda: dict(schema=Ident("raw")), {"after", "top"}),
     "mysql/bench_clinic/key_range": (lambda: dict(database=Ident("etlbench_src"), table=Ident("patient"),
                                                   key=Ident("PatNum")), set()),
     "mysql/bench_clinic/probe_update": (lambda: dict(database=Ident("etlbench_src"), table=Ident("patient"),

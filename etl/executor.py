@@ -17,10 +17,27 @@ from etl import progress, tracking, watermark
 from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
 from etl.db import execute, fetch_all, fetch_one
 from etl.faults import crash_point, drop_point
-from etl.recipe import (BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
+from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
                         Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
 
 log = logging.getLogger("etl.executor")
+
+
+def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: tracking.Store,
+              tracked_on: str) -> tracking.Outcome:
+    """One phase run of one table: its Outcome (the plan's warnings as its first notes, the run-history id
+    taken first where the tracking database assigns it: it is the load id), the recipe run, and on any
+    error the failure recorded by `store` on the `tracked_on` connection before the error goes on."""
+    plan = recipe.plan
+    outcome = tracking.Outcome(plan=plan, run_id=run_id, started_at=tracking.utc_now(), notes=list(plan.warnings))
+    outcome.history_id = store.next_history_id(conns[tracked_on])
+    log.info("%s", plan.describe())
+    try:
+        run(recipe, conns, outcome, values={LOAD_ID.name: outcome.history_id})
+    except Exception as exc:
+        store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
+        raise
+    return outcome
 
 
 def run(recipe: Recipe, conns: Mapping[str, Any], outcome: tracking.Outcome, *,

@@ -85,14 +85,26 @@ class FakeConn:
 
 
 @contextlib.contextmanager
-def recording_renders() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Every template rendered inside the block, with the context its caller passed: [(name, context)]."""
+def recording_renders(*, memo: bool = False) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every template rendered inside the block, with the context its caller passed: [(name, context)].
+    memo: a render with the same template and context (the golden cases render the same statement for
+    many examples of a table) is answered from the first one."""
     seen: list[tuple[str, dict[str, Any]]] = []
     original = Renderer.render
+    done: dict[Any, Any] = {}
 
     def render(self, name, /, **context):
         seen.append((name, dict(context)))
-        return original(self, name, **context)
+        if not memo:
+            return original(self, name, **context)
+        try:
+            key = (name, tuple(sorted(context.items())))
+            hash(key)
+        except TypeError:
+            return original(self, name, **context)
+        if key not in done:
+            done[key] = original(self, name, **context)
+        return done[key]
 
     Renderer.render = render
     try:

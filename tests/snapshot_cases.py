@@ -264,8 +264,25 @@ def iter_cases() -> Iterator[Case]:
 
 
 @lru_cache(maxsize=1)
+def _cases_and_renders() -> tuple[tuple[Case, ...], tuple[tuple[str, dict[str, Any]], ...]]:
+    """Every case, its recipe's statements all rendered, and every template render that took (with the
+    context the code passed; tests/unit/test_templates.py reads them)."""
+    from tests.fakes import recording_renders
+
+    with recording_renders(memo=True) as seen:
+        found = tuple(iter_cases())
+        for case in found:
+            case.recipe.statements()  # every variant of a read, rendered once and kept
+    return found, tuple(seen)
+
+
+def renders() -> tuple[tuple[str, dict[str, Any]], ...]:
+    return _cases_and_renders()[1]
+
+
+@lru_cache(maxsize=1)
 def cases() -> tuple[Case, ...]:
-    found = tuple(iter_cases())
+    found = _cases_and_renders()[0]
     paths = [c.relpath for c in found]
     duplicates = sorted({p for p in paths if paths.count(p) > 1})
     if duplicates:

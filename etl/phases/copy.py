@@ -16,7 +16,6 @@ turns them into a :class:`Situation` (pure), and :func:`recipe` into the steps t
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +33,6 @@ from etl.render import Ident
 from etl.schema import Column
 from etl.settings import Settings
 
-log = logging.getLogger("etl.copy")
 
 STAGE = Ident("_etl_copy_stage")
 #: Where each block's commit is: the crash-safety tests stop the process here.
@@ -319,15 +317,8 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
     try:
         mysql.run(replica, "read_committed")
         planned = prepare(settings, source, replica, config, full=full, strategy=strategy)
-        outcome = tracking.Outcome(plan=planned.plan, run_id=run_id, started_at=tracking.utc_now())
-        outcome.notes.extend(planned.plan.warnings)
-        log.info("%s", planned.plan.describe())
-        try:
-            executor.run(planned, {"source": source, "replica": replica}, outcome)
-        except Exception as exc:
-            tracking.for_phase(settings, "copy").write_failure(replica, outcome, f"{type(exc).__name__}: {exc}")
-            raise
-        return outcome
+        return executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
+                                  store=tracking.for_phase(settings, "copy"), tracked_on="replica")
     finally:
         source.close()
         replica.close()

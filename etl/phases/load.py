@@ -14,7 +14,6 @@ and upserts only the rows that changed.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
@@ -31,7 +30,6 @@ from etl.render import Ident
 from etl.schema import Column
 from etl.settings import Settings
 
-log = logging.getLogger("etl.load")
 
 STAGE = Ident("_etl_stage")
 #: A full_table table this small (replica's row estimate) is staged and compared before raw is rewritten,
@@ -248,18 +246,9 @@ def load_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
     try:
         mysql.run(replica, "start_snapshot")
         planned = prepare(settings, replica, analytics, config, full=full, strategy=strategy)
-        store = tracking.for_phase(settings, "load")
-        outcome = tracking.Outcome(plan=planned.plan, run_id=run_id, started_at=tracking.utc_now())
-        outcome.notes.extend(planned.plan.warnings)
-        outcome.history_id = store.next_history_id(analytics)
-        log.info("%s", planned.plan.describe())
-        try:
-            executor.run(planned, {"replica": replica, "analytics": analytics}, outcome,
-                         values={LOAD_ID.name: outcome.history_id})
-        except Exception as exc:
-            store.write_failure(analytics, outcome, f"{type(exc).__name__}: {exc}")
-            raise
-        replica.rollback()
+        outcome = executor.run_phase(planned, {"replica": replica, "analytics": analytics}, run_id=run_id,
+                                     store=tracking.for_phase(settings, "load"), tracked_on="analytics")
+        replica.rollback()  # the end of the load's snapshot
         return outcome
     finally:
         replica.close()

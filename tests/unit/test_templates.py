@@ -61,12 +61,10 @@ TOOL_CASES: dict[str, tuple[Context, set[str]]] = {
 def runtime_renders() -> dict[str, dict[str, Any]]:
     """Template -> the context of its first render by the runtime's own code (recipes, call sites)."""
     with recording_renders() as seen:
-        for case in sc.iter_cases():
-            case.recipe.statements()  # renders every variant of a read
         for driver in call_sites.DRIVERS:
             driver()
     first: dict[str, dict[str, Any]] = {}
-    for name, context in seen:
+    for name, context in [*sc.renders(), *seen]:
         first.setdefault(name, context)
     return first
 

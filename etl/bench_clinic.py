@@ -50,7 +50,10 @@ import yaml
 
 from etl import PROJECT_ROOT
 from etl.bench import Bench, Measure, Sample, _fix, _num, _text, machine
-from etl.db import fetch_all, fetch_one, mysql_connect, pg_connect
+from etl.db import fetch_all, fetch_one
+from etl.dialects import mysql, postgres
+from etl.dialects.mysql import connect as mysql_connect
+from etl.dialects.postgres import connect as pg_connect
 from etl.render import Ident, render
 from etl.settings import Settings
 
@@ -315,8 +318,6 @@ class ClinicBench(Bench):
 
     def pipe_all(self) -> Sample:
         """mariadb --batch | psql COPY of every configured table, one after the other (the load's own SELECT)."""
-        from etl.schema import reflect_mysql_table
-
         schema = Ident(self.settings.raw_schema)
         config = yaml.safe_load(self.settings.tables_path.read_text(encoding="utf-8"))["tables"]
         total_s, total_rows, per_table = 0.0, 0, {}
@@ -325,7 +326,7 @@ class ClinicBench(Bench):
         pg.autocommit = True
         try:
             for name in sorted(config):
-                columns = reflect_mysql_table(rep, self.names["replica"], name).columns
+                columns = postgres.map_table(mysql.reflect_table(rep, self.names["replica"], name)).columns
                 target = Ident(f"{name}__bench_pipe")
                 with pg.cursor() as cur:
                     cur.execute(render("postgres/bench/drop_table", schema=schema, table=target).plain())
@@ -356,8 +357,6 @@ class ClinicBench(Bench):
 
     def clinic_day(self) -> dict[str, dict[str, int]]:
         """~DAY_SHARE of all rows changed at the source in DAY's proportions; rows per table and action."""
-        from etl.schema import reflect_mysql_table
-
         config = yaml.safe_load(self.settings.tables_path.read_text(encoding="utf-8"))["tables"]
         budget = DAY_SHARE * sum(self.counts.values())
         total_share = sum(share for _, _, share in DAY)
@@ -370,7 +369,7 @@ class ClinicBench(Bench):
                 cur.execute(render("mysql/demo/session_fill").plain())
             for table, action, share in DAY:
                 entry = config.get(table)
-                schema = reflect_mysql_table(conn, self.names["source"], table)
+                schema = mysql.reflect_table(conn, self.names["source"], table)
                 if entry is None or schema is None or len(schema.primary_key) != 1:
                     continue
                 key = schema.primary_key[0]
@@ -418,8 +417,23 @@ class ClinicBench(Bench):
                 done.setdefault(table, {})[action] = done.get(table, {}).get(action, 0) + changed
         finally:
             conn.close()
-        time.sleep(1.1)  # the day's last second closes before the nightly's horizon
         return done
+
+    def wait_for_the_horizon(self, timeout: float = 600.0) -> None:
+        """Until no write transaction older than the day's end is open on the server (see open_writers),
+        then past the day's last second: the nightly's horizon then covers every edit of the day."""
+        conn = self.mysql(self.names["source"])
+        try:
+            (moment,) = fetch_one(conn, render("mysql/bench_clinic/server_now"))
+            deadline = time.monotonic() + timeout
+            while int(fetch_one(conn, render("mysql/bench_clinic/open_writers"), {"moment": _text(moment)})[0]):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"a write transaction open since before {_text(moment)} is still open after "
+                                     f"{timeout:.0f} s: the nightly's horizon could not cover the simulated day")
+                time.sleep(0.5)
+        finally:
+            conn.close()
+        time.sleep(1.1)
 
     @staticmethod
     def _execute(conn, statement, params) -> int:
@@ -475,6 +489,7 @@ class ClinicBench(Bench):
         self.step("clinic_day", "simulated clinic day (source writes)").samples.append(
             Sample(time.perf_counter() - started, changed))
         self.note("clinic_day", {"rows": day})
+        self.wait_for_the_horizon()
 
         self.say(f"  the nightly etl run --jobs {self.jobs}...")
         nightly = ("copy", *jobs) if "transform" in self.skip else ("run", *jobs)

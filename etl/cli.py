@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from etl.errors import ConfigError, EtlError
-from etl.settings import Settings, mask_secrets
+from etl.errors import ConfigError, EtlError, mask_secrets
+from etl.settings import Settings
 
 log = logging.getLogger("etl")
 
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbt_sources = sub.add_parser("dbt-sources", help="regenerate the dbt sources (live columns) and a staging model "
                                                      "for every configured table without a hand-written one")
     dbt_sources.add_argument("--check", action="store_true", help="change nothing; exit 1 when a generated file is stale")
-    render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
+    render = sub.add_parser("render", help="print the recipe a phase would follow for a table: its plan, situation, "
+                                           "and every step with its branch and SQL")
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
     render.add_argument("--strategy", choices=("full", "primary", "fallback"))
@@ -162,21 +163,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str) if args.json else format_verify(report))
         return 0 if report["ok"] else 1
     if args.command == "reconcile":
-        from etl.verify import reconcile
+        from etl.runner import reconcile
         for table, deleted in reconcile(settings, config, args.tables).items():
             print(f"{table:<16} deleted {deleted['replica']} from the replica, {deleted['raw']} from raw")
         return 0
     if args.command == "render":
-        from etl.inspect import render_table
-        print(render_table(settings, config, args.phase, args.table, strategy=args.strategy))
+        from etl.phases import copy, load
+        from etl.recipe import describe
+        phase = {"copy": copy, "load": load}[args.phase]
+        print(describe(phase.preview(settings, config.select([args.table])[0], strategy=args.strategy)), end="")
         return 0
     if args.command == "dbt-sources":
         from etl.dbt_sources import main as dbt_sources_main
         return dbt_sources_main(["--check"] if args.check else [], settings=settings)
     if args.command in ("copy", "load", "transform", "run"):
-        from etl.runner import run_phases
+        from etl.runner import DEFAULT_JOBS, run_phases
         phases = ["copy", "load", "transform"] if args.command == "run" else [args.command]
-        from etl.runner import DEFAULT_JOBS
         results = run_phases(settings, config, phases, args.tables, full=args.full,
                              jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS)
         failed = [r for r in results if not r.ok]

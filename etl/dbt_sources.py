@@ -3,7 +3,7 @@ transform phase runs (``dbt/``, or ETL_DBT_PROJECT_DIR):
 
 * ``models/staging/_sources.yml``. Source ``opendental``: every table of tables.yml in the raw schema
   with the columns the load phase creates for it, read from the **live source** (information_schema, one
-  query) and mapped through the load's one type map (etl/schema.py), then the load marker
+  query) and mapped through the load's one type map (etl/dialects/postgres.py), then the load marker
   ``_etl_load_id`` and ``_etl_loaded_at``. The source is the side that decides: `etl load` creates raw's
   columns from it and adds a column added there; a column dropped at the source stops being listed
   (raw keeps it, with NULL in rows loaded afterwards: schema drift is reported, never applied
@@ -38,7 +38,7 @@ import yaml
 from etl import PROJECT_ROOT
 from etl.config import EtlConfig, load_config
 from etl.demo import DEMO_TABLES_PATH, DemoColumn, load_demo_tables
-from etl.schema import Column
+from etl.dialects.postgres import PgColumn
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 SOURCES_RELATIVE = Path("models") / "staging" / "_sources.yml"
@@ -121,13 +121,13 @@ _BASE_TYPE = re.compile(r"^([a-z]+)(?:\((\d+)(?:,(\d+))?\))?( unsigned)?$")
 
 
 def pg_column_type(column: DemoColumn) -> str:
-    """The PostgreSQL type the load phase gives a catalog column (the type map of etl/schema.py)."""
+    """The PostgreSQL type the load phase gives a catalog column (the type map of etl/dialects/postgres.py)."""
     m = _BASE_TYPE.match(column.type)
     if not m:
         raise ValueError(f"column {column.name}: unexpected type {column.type!r}")
     base, size, scale, unsigned = m.groups()
     is_char = base in ("char", "varchar")
-    return Column(
+    return PgColumn(
         name=column.name, data_type=base, column_type=column.type, nullable=not column.not_null,
         default=None, extra="", charset=None, collation=None,
         precision=int(size) if size and not is_char else None, scale=int(scale) if scale else None,
@@ -147,23 +147,33 @@ def live_columns(settings, config: EtlConfig) -> dict[str, list[tuple[str, str |
     """Configured table -> [(column, PostgreSQL type)] as the load phase will create them from the live
     source (None: a type the load cannot map; check-config names it). Tables missing at the source are
     absent."""
-    from etl.db import fetch_all, mysql_connect
+    from etl.dialects.mysql import connect
+
+    conn = connect(settings.source_url, role="source")
+    try:
+        return live_columns_from(conn, settings.source_url.database, config)
+    finally:
+        conn.close()
+
+
+def live_columns_from(conn, database: str, config: EtlConfig) -> dict[str, list[tuple[str, str | None]]]:
+    """live_columns on an open connection to the source server: one information_schema query."""
+    from etl.db import fetch_all
+    from etl.dialects.postgres import PgColumn
     from etl.discover import _column
     from etl.errors import SchemaError
     from etl.render import render
 
-    conn = mysql_connect(settings.source_url, role="source")
     try:
-        rows = fetch_all(conn, render("mysql/discover_columns"), {"schema": settings.source_url.database})
-        conn.rollback()
+        rows = fetch_all(conn, render("mysql/discover_columns"), {"schema": database})
     finally:
-        conn.close()
+        conn.rollback()
     found: dict[str, list[tuple[str, str | None]]] = {}
     for row in rows:
         table = row[0].decode() if isinstance(row[0], bytes) else str(row[0])
         if table not in config.tables:
             continue
-        column = _column(row[1:])
+        column = PgColumn.of(_column(row[1:]))
         try:
             pg_type = column.pg_type
         except SchemaError:

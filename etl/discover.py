@@ -59,7 +59,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from etl.config import _UniqueKeyLoader, parse_config
-from etl.db import fetch_all, fetch_one, mysql_connect
+from etl.db import fetch_all, fetch_one
+from etl.dialects.mysql import connect as mysql_connect
 from etl.errors import ConfigError
 from etl.render import Ident, render
 from etl.schema import INTEGER_TYPES, Column
@@ -168,8 +169,15 @@ def _column(row: tuple) -> Column:
 
 def read_source(settings: Settings) -> Source:
     """Everything the rules need, from information_schema (and OpenDental's preference table)."""
-    database = settings.source_url.database
     conn = mysql_connect(settings.source_url, role="source")
+    try:
+        return read_source_from(conn, settings.source_url.database)
+    finally:
+        conn.close()
+
+
+def read_source_from(conn: Any, database: str) -> Source:
+    """read_source on an open connection to the source server."""
     try:
         params = {"schema": database}
         (version,) = fetch_one(conn, render("mysql/discover_server"))
@@ -186,9 +194,8 @@ def read_source(settings: Settings) -> Source:
             row = fetch_one(conn, render("mysql/discover_opendental_version", database=Ident(database),
                                          table=Ident("preference")), {"pref_name": "DataBaseVersion"})
             opendental = _text(row[0]) if row and row[0] is not None else None
-        conn.rollback()
     finally:
-        conn.close()
+        conn.rollback()  # information_schema reads only; end the snapshot
     found = {}
     for name, engine, rows, avg, _ in tables:
         name = _text(name)

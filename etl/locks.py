@@ -22,16 +22,18 @@ class LockBusy(EtlError):
     """Another run holds the lock of this phase and table."""
 
 
-def lock_name(phase: str, table: str, database: str | None = None) -> str:
+def lock_name(phase: str, table: str, scope: str | None = None) -> str:
     """MySQL named locks are server-wide: the replica database is part of the name, so two replicas on
-    one server do not block each other. (PostgreSQL advisory locks are per database already.)"""
-    return f"etl:{database}:{phase}:{table}" if database else f"etl:{phase}:{table}"
+    one server do not block each other. PostgreSQL advisory locks are per database, and one analytics
+    database holds many clinics' raw schemas: the raw schema is part of the name (two clinics never share
+    a lock)."""
+    return f"etl:{scope}:{phase}:{table}" if scope else f"etl:{phase}:{table}"
 
 
 @contextlib.contextmanager
 def table_lock(settings: Settings, phase: str, table: str) -> Iterator[None]:
     timeout = settings.lock_timeout
-    name = lock_name(phase, table, settings.replica_url.database if phase == "copy" else None)
+    name = lock_name(phase, table, settings.replica_url.database if phase == "copy" else settings.raw_schema)
     busy = LockBusy(f"{phase} {table}: skipped, another run holds its lock (waited {timeout:g} s; "
                     "ETL_LOCK_TIMEOUT sets the wait)")
     if phase == "copy":

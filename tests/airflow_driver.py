@@ -1,0 +1,61 @@
+"""Runs inside a process whose AIRFLOW_HOME is a test's temporary folder (never ~/airflow): the tests start it
+with `python -m tests.airflow_driver COMMAND ...` and read one JSON document from its last stdout line.
+
+  graph                  the DAGs of the dags folder: import errors, and per DAG its tasks and their upstreams
+  test DAG_ID [CONF]     dag.test() of one DAG (CONF: JSON params), then every task instance's outcome and XCom
+
+Airflow is imported only here, in that process, so the test process never reads or writes an Airflow home.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+MARK = "AIRFLOW_DRIVER_RESULT "
+
+
+def _dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag()
+
+
+def graph() -> dict:
+    bag = _dagbag()
+    dags = {}
+    for dag_id, dag in bag.dags.items():
+        dags[dag_id] = {
+            "schedule": dag.schedule if isinstance(dag.schedule, (str, type(None))) else str(dag.schedule),
+            "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "pool": t.pool,
+                                  "trigger_rule": str(t.trigger_rule), "retries": t.retries,
+                                  "mapped": t.get_closest_mapped_task_group() is not None}
+                      for t in dag.tasks},
+            "params": sorted(dag.params.keys()),
+        }
+    return {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags}
+
+
+def test(dag_id: str, conf: str | None) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    bag = _dagbag()
+    if dag_id not in bag.dags:
+        return {"error": f"no DAG {dag_id}", "import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
+    run = bag.dags[dag_id].test(run_conf=json.loads(conf) if conf else None)
+    tasks = []
+    with create_session() as session:
+        for ti in run.get_task_instances(session=session):
+            value = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, task_ids=ti.task_id,
+                                                       map_indexes=ti.map_index, key="return_value")).first()
+            tasks.append({"task_id": ti.task_id, "map_index": ti.map_index,
+                          "label": ti.rendered_map_index, "state": str(ti.state), "try_number": ti.try_number,
+                          "xcom": XComModel.deserialize_value(value) if value is not None else None})
+    return {"state": str(run.state), "tasks": tasks}
+
+
+if __name__ == "__main__":
+    command, *rest = sys.argv[1:]
+    result = graph() if command == "graph" else test(rest[0], rest[1] if len(rest) > 1 else None)
+    print(MARK + json.dumps(result, default=str))

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="tables processed in parallel (default 2)")
         p.add_argument("--json", action="store_true", help="print the per-table results as JSON")
+        if name in ("load", "run"):
+            p.add_argument("--no-reconcile", action="store_true",
+                           help="leave delete detection (reconcile) to a separate `etl reconcile`")
     verify = sub.add_parser("verify", help="compare source, replica and raw per table; exit 1 on drift")
     verify.add_argument("tables", nargs="*", metavar="TABLE")
     verify.add_argument("--json", action="store_true")
@@ -211,7 +214,8 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         phases = ["copy", "load", "transform"] if args.command == "run" else [args.command]
         from etl.runner import DEFAULT_JOBS
         results = run_phases(settings, config, phases, args.tables, full=args.full,
-                             jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS)
+                             jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS,
+                             reconcile=not getattr(args, "no_reconcile", False))
         failed = [r for r in results if not r.ok]
         if args.json:  # what a scheduler keeps of the run (etl.airflow: the task's return value)
             print(json.dumps([dataclasses.asdict(r) for r in results]))

@@ -3,7 +3,8 @@ with `python -m tests.airflow_driver COMMAND ...` and read one JSON document fro
 
   graph [--discover]     the DAGs of the dags folder: import errors, and per DAG its tasks and their upstreams
                          (--discover: as if the CLI had `etl discover`)
-  test DAG_ID [CONF]     dag.test() of one DAG (CONF: JSON params), then every task instance's outcome and XCom
+  test DAG_ID[=CONF]...  dag.test() of each DAG in turn (CONF: JSON params), then every task instance's outcome
+                         and return value (XCom), per DAG
 
 Airflow is imported only here, in that process, so the test process never reads or writes an Airflow home.
 """
@@ -41,14 +42,25 @@ def graph(pretend_discover: bool = False) -> dict:
     return {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags}
 
 
-def test(dag_id: str, conf: str | None) -> dict:
+def test(dag_ids: list[str]) -> dict:
+    """dag.test() of each DAG in turn, in this one process (Airflow's in-process API starts once)."""
+    bag = _dagbag()
+    missing = [d for d in dag_ids if d.split("=", 1)[0] not in bag.dags]
+    if missing:
+        return {"error": f"no DAG {missing}", "import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
+    runs = {}
+    for spec in dag_ids:
+        dag_id, _, conf = spec.partition("=")
+        runs[dag_id] = _test_one(bag.dags[dag_id], json.loads(conf) if conf else None)
+    return runs
+
+
+def _test_one(dag, conf: dict | None) -> dict:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    bag = _dagbag()
-    if dag_id not in bag.dags:
-        return {"error": f"no DAG {dag_id}", "import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
-    run = bag.dags[dag_id].test(run_conf=json.loads(conf) if conf else None)
+    dag_id = dag.dag_id
+    run = dag.test(run_conf=conf)
     tasks = []
     with create_session() as session:
         for ti in run.get_task_instances(session=session):
@@ -62,5 +74,5 @@ def test(dag_id: str, conf: str | None) -> dict:
 
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    result = graph("--discover" in rest) if command == "graph" else test(rest[0], rest[1] if len(rest) > 1 else None)
+    result = graph("--discover" in rest) if command == "graph" else test(rest)
     print(MARK + json.dumps(result, default=str))

@@ -13,8 +13,8 @@ A clinic's DAG (``opendental_<clinic>``)::
   parsed); the DAG params `tables` and `full` narrow the run and force a full refresh.
 * OpenDental's deletion log goes first (`delete_detection: deletedobject` tables read it); when tables.yml
   has no `deletedobject` both tasks are skipped.
-* Per table: `etl --clinic C copy T`, then `load T`, then, for `delete_detection: reconcile`, `reconcile T`
-  (skipped otherwise). A table's task failing fails that table only: its later tasks don't run, the other
+* Per table: `etl --clinic C copy T`, then `load T --no-reconcile`, then, for `delete_detection: reconcile`,
+  `reconcile T` (skipped otherwise; it reads the source, so it takes a source slot, not a warehouse one). A table's task failing fails that table only: its later tasks don't run, the other
   tables go on (``deletedobject_done`` and ``tables_done`` wait for all, whatever their outcome), and its
   retry resumes from the watermark the failed attempt committed.
 * ``transform`` runs `etl --clinic C transform`, which builds only the models of tables with new loads (a
@@ -136,7 +136,7 @@ def clinic_dag(config: ClinicsConfig, clinic: Clinic) -> DAG:
 
             @task(pool=warehouse_pool, map_index_template=LABEL)
             def load(spec: dict[str, str]) -> dict[str, Any]:
-                return runner.phase("load", _labelled(spec))
+                return runner.phase("load", _labelled(spec), "--no-reconcile")  # delete_detection does it
 
             @task(pool=source_pool, map_index_template=LABEL)
             def delete_detection(spec: dict[str, str]) -> dict[str, Any]:
@@ -256,9 +256,9 @@ class _Runner:
         self.check(result)
         return result.output if json_output else result.returncode
 
-    def phase(self, phase: str, table: str) -> dict[str, Any]:
+    def phase(self, phase: str, table: str, *options: str) -> dict[str, Any]:
         """`etl --clinic C <phase> <table> --jobs 1 [--full] --json` -> that table's result."""
-        output = self.run([phase, table, "--jobs", "1", *self.full(), "--json"])
+        output = self.run([phase, table, *options, "--jobs", "1", *self.full(), "--json"])
         return next(_summary(r) for r in output if r["phase"] == phase and r["table"] == table)
 
 

@@ -3,6 +3,7 @@ database, raw schema, dbt model schemas, dbt state folder, tracking and locks.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,25 @@ def test_a_clinics_lock_never_blocks_another_clinic(clinics):
     finally:
         holder.close()
     assert etl(env, "--clinic", "a", "load", "patient").returncode == 0
+
+
+def test_load_can_leave_delete_detection_to_a_separate_reconcile(clinics):
+    """What the Airflow DAG does: load with --no-reconcile, then `etl reconcile` as a task of its own."""
+    env, _ = clinics
+    assert etl(env, "--clinic", "a", "migrate").returncode == 0
+    assert etl(env, "--clinic", "a", "run").returncode == 0
+    source = mysql_conn(make_url(env["T_SOURCE_A"]))
+    with source.cursor() as cur:
+        cur.execute("DELETE FROM patient ORDER BY PatNum DESC LIMIT 3")
+    assert etl(env, "--clinic", "a", "copy", "patient").returncode == 0
+    loaded = etl(env, "--clinic", "a", "load", "patient", "--no-reconcile", "--json")
+    assert [(r["phase"], r["table"], r["ok"]) for r in json.loads(loaded.stdout)] == [("load", "patient", True)]
+    reconciled = etl(env, "--clinic", "a", "reconcile", "patient", "--json")
+    assert json.loads(reconciled.stdout) == {"patient": {"replica": 3, "raw": 3}}
+    with source.cursor() as cur:
+        cur.execute("DELETE FROM patient ORDER BY PatNum DESC LIMIT 2")
+    source.close()
+    assert etl(env, "--clinic", "a", "copy", "patient").returncode == 0
+    loaded = etl(env, "--clinic", "a", "load", "patient", "--json")  # by default the load reconciles
+    results = {r["phase"]: r for r in json.loads(loaded.stdout)}
+    assert set(results) == {"load", "reconcile"} and results["reconcile"]["rows_written"] == 4  # 2 + 2

@@ -1,6 +1,7 @@
 """Runs inside a process whose AIRFLOW_HOME is a test's temporary folder (never ~/airflow): the tests start it
 with `python -m tests.airflow_driver COMMAND ...` and read one JSON document from its last stdout line.
 
+  setup ARGV_LISTS       `airflow ARGV` for each list of a JSON list of lists (db migrate, connections add...)
   graph [--discover]     the DAGs of the dags folder: import errors, and per DAG its tasks and their upstreams
                          (--discover: as if the CLI had `etl discover`)
   test DAG_ID[=CONF]...  dag.test() of each DAG in turn (CONF: JSON params), then every task instance's outcome
@@ -21,6 +22,21 @@ def _dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag()
+
+
+def setup(argv_lists: list[list[str]]) -> dict:
+    """`airflow <argv>` for each list, in this one process (Airflow's own CLI commands: each started on its
+    own costs seconds of imports); returns the pools then defined."""
+    from airflow.cli import cli_parser
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+
+    parser = cli_parser.get_parser()
+    for argv in argv_lists:
+        args = parser.parse_args(argv)
+        args.func(args)
+    with create_session() as session:
+        return {"pools": {p.pool: p.slots for p in session.query(Pool)}}
 
 
 def graph(pretend_discover: bool = False) -> dict:
@@ -74,5 +90,8 @@ def _test_one(dag, conf: dict | None) -> dict:
 
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    result = graph("--discover" in rest) if command == "graph" else test(rest)
+    if command == "setup":
+        result = setup(json.loads(rest[0]))
+    else:
+        result = graph("--discover" in rest) if command == "graph" else test(rest)
     print(MARK + json.dumps(result, default=str))

@@ -103,6 +103,7 @@ class Deployment:
         shutil.copy(PROJECT_ROOT / "etl" / "airflow" / "example_dag.py", tmp_path / "dags" / "opendental_clinics.py")
         (tmp_path / "tables_a.yml").write_text(yaml.safe_dump({"tables": TABLES_A}, sort_keys=False))
         (tmp_path / "tables_b.yml").write_text(yaml.safe_dump({"tables": TABLES_B}, sort_keys=False))
+        (tmp_path / "tables_c.yml").write_text("tables:\n  patient: {primary_key: PatNum, batch_size: many}\n")
         self.write_clinics()
 
     def write_clinics(self, settings_a: dict | None = None, settings_b: dict | None = None) -> None:
@@ -117,6 +118,9 @@ class Deployment:
                 "b": {"source": {"airflow_connection": "af_source_b"}, "replica": {"env": "AF_REPLICA_OTHER_SERVER"},
                       "replica_database": self.names["rep_b"], "tables": "tables_b.yml",
                       "settings": {"ETL_RETRIES": 0, **(settings_b or {})}},
+                # a clinic whose tables.yml is wrong: its preflight fails at once, without a retry
+                "c": {"source": {"env": "AF_SOURCE_A"}, "replica": {"env": "AF_REPLICA_SAME_SERVER"},
+                      "replica_database": self.names["rep_c"], "tables": "tables_c.yml"},
             },
         }
         (self.tmp / "clinics.yml").write_text(yaml.safe_dump(clinics, sort_keys=False))
@@ -187,7 +191,7 @@ def tasks_of(run: dict) -> dict[tuple[str, str | None], dict]:
 def deployment(tmp_path, mysql_database, pg_database):
     names = {"src_a": mysql_database("afsrca", create=False), "src_b": mysql_database("afsrcb", create=False),
              "rep_a": mysql_database("afrepa", create=False), "rep_b": mysql_database("afrepb", create=False),
-             "analytics": pg_database("afana", create=False)}
+             "rep_c": mysql_database("afrepc", create=False), "analytics": pg_database("afana", create=False)}
     d = Deployment(tmp_path, names)
     # by hand, as the README says: demo sources (clinic b: its own seed), deletion log, migrate
     d.etl("--clinic", "a", "demo-data", "--scale", SCALE, "--seed", "1")
@@ -217,9 +221,16 @@ def test_two_clinics_run_from_their_dags_and_failed_table_tasks_converge(deploym
     try:
         with holder.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name("copy", "appointment", d.names["rep_a"]),))
-        runs = d.run_dags("opendental_a", "opendental_b")
+        runs = d.run_dags("opendental_a", "opendental_b", "opendental_c")
     finally:
         holder.close()
+    c = tasks_of(runs["opendental_c"])
+    assert runs["opendental_c"]["state"] == "failed"
+    assert c[("preflight", None)]["state"] == "failed" and c[("preflight", None)]["try_number"] == 1
+    assert c[("transform", None)]["state"] == "upstream_failed"
+    assert f"error: {d.tmp}/tables_c.yml: table 'patient': batch_size: expected a positive integer, got 'many'" \
+        in d.log
+    assert "(configuration error: not retried)" in d.log
     for clinic, tables in (("a", TABLES_A), ("b", TABLES_B)):
         run = runs[f"opendental_{clinic}"]
         ti = tasks_of(run)

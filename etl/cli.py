@@ -176,7 +176,9 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "verify":
         from etl.verify import format_verify, verify
         report = verify(settings, config, args.tables)
-        print(json.dumps(report, indent=2, default=str) if args.json else format_verify(report))
+        if args.json:  # the report for a program; the table for the log a person reads (stderr)
+            print(json.dumps(report, indent=2, default=str))
+        print(format_verify(report), file=sys.stderr if args.json else sys.stdout)
         return 0 if report["ok"] else 1
     if args.command == "reconcile":
         from etl.verify import reconcile

@@ -317,6 +317,7 @@ def test_two_clinics_run_from_their_dags_and_failed_table_tasks_converge(deploym
         (verify,) = run["tasks"]
         assert verify["xcom"]["ok"] is True and verify["xcom"]["differing_rows"] == 0, verify
         assert set(verify["xcom"]["tables"]) == set(TABLES_A if clinic == "a" else TABLES_B)
+    assert d.log.count("rows that differ: 0") == 2  # each verify task's log: the table `etl verify` prints
 
     # dbt built each clinic's models in schemas of its own, from its own raw schema
     conn = pg_conn(d.analytics_url)

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from sqlalchemy.engine import URL, make_url
 
+from etl.config import _UniqueKeyLoader  # a key given twice is an error, as in tables.yml
 from etl.errors import ConfigError
 from etl.settings import mask_secrets, read_dotenv
 
@@ -170,20 +171,6 @@ def clinics_path(environ: Mapping[str, str] | None = None, cwd: Path | None = No
     value = environ.get("ETL_CLINICS") or read_dotenv(cwd / ".env").get("ETL_CLINICS") or DEFAULT_PATH
     path = Path(value).expanduser()
     return path if path.is_absolute() else cwd / path
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice (two clinics of one name would be silently one)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def load_clinics(path: Path | None = None) -> ClinicsConfig:

@@ -40,7 +40,7 @@ def setup(argv_lists: list[list[str]]) -> dict:
 
 
 def graph(pretend_discover: bool = False) -> dict:
-    if pretend_discover:  # as if the CLI had `etl discover` (another branch adds it): the hook's task appears
+    if pretend_discover:  # as if the CLI had `etl discover`: the hook's task appears
         import etl.airflow.dags
 
         etl.airflow.dags.cli_has_command = lambda name: True

@@ -28,7 +28,7 @@ pool, tasks that write the warehouse (load, transform) one of the warehouse's po
 --airflow-pools`). Each task's log is its command's log; its return value (XCom) is the command's result:
 rows read and written per table.
 
-Hook for `etl discover --check` (another branch adds `etl discover`): see DISCOVER_CHECK below.
+Hook for `etl discover --check` (a warning task, present when the CLI has `etl discover`): DISCOVER_CHECK below.
 """
 
 from __future__ import annotations

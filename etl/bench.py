@@ -51,8 +51,10 @@ from typing import Any, Sequence
 
 from sqlalchemy.engine import URL
 
-from etl.db import fetch_all, fetch_one, mysql_connect, pg_connect
-from etl.execute import RAW_TEXT_CONV
+from etl.db import fetch_all, fetch_one
+from etl.dialects.mysql import RAW_TEXT_CONV
+from etl.dialects.mysql import connect as mysql_connect
+from etl.dialects.postgres import connect as pg_connect
 from etl.render import Ident, render
 from etl.settings import Settings, mask_secrets
 
@@ -249,8 +251,8 @@ class Bench:
             conn.close()
         rep = self.mysql(self.names["replica"])
         try:
-            from etl.schema import reflect_mysql_table
-            self.columns = reflect_mysql_table(rep, self.names["replica"], TABLE).columns
+            from etl.dialects import mysql, postgres
+            self.columns = postgres.map_table(mysql.reflect_table(rep, self.names["replica"], TABLE)).columns
         finally:
             rep.close()
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from etl.config import EtlConfig
-from etl.db import mysql_connect
-from etl.schema import reflect_mysql_table
+from etl.dialects import for_url, mysql
 from etl.settings import Settings
 
 
 def check_config(settings: Settings, config: EtlConfig) -> list[str]:
     problems: list[str] = []
     database = settings.source_url.database
-    conn = mysql_connect(settings.source_url, role="source")
+    target = for_url(settings.analytics_url)
+    conn = mysql.connect(settings.source_url, role="source")
     try:
         for table in config.tables.values():
             where = f"{config.path}: table {table.name!r}"
-            schema = reflect_mysql_table(conn, database, table.name)
+            schema = mysql.reflect_table(conn, database, table.name)
             if schema is None:
                 problems.append(f"{where}: does not exist in the source database {database}")
                 continue
@@ -40,7 +40,7 @@ def check_config(settings: Settings, config: EtlConfig) -> list[str]:
                 problems.append(f"{where}: primary_key: configured {list(table.primary_key)} but the source key is "
                                 f"{list(schema.primary_key)}")
             for column in schema.columns:
-                if column.copy_kind == "unsupported":
+                if target.copy_kind(column) == "unsupported":
                     problems.append(f"{where}: column {column.name!r} has type {column.column_type}, which the load "
                                     "phase cannot map")
     finally:

@@ -12,8 +12,8 @@ import logging
 import sys
 from typing import Sequence
 
-from etl.errors import ConfigError, EtlError
-from etl.settings import Settings, mask_secrets
+from etl.errors import ConfigError, EtlError, mask_secrets
+from etl.settings import Settings
 
 log = logging.getLogger("etl")
 
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="ARGS")
     dbt_sources = sub.add_parser("dbt-sources", help="regenerate dbt/models/staging/_sources.yml from tables.yml")
     dbt_sources.add_argument("--check", action="store_true", help="exit 1 when the file is stale instead")
-    render = sub.add_parser("render", help="print the plan and the SQL a phase would run for a table")
+    render = sub.add_parser("render", help="print the recipe a phase would follow for a table: its plan, situation, "
+                                           "and every step with its branch and SQL")
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
     render.add_argument("--strategy", choices=("full", "primary", "fallback"))
@@ -181,7 +182,7 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         print(format_verify(report), file=sys.stderr if args.json else sys.stdout)
         return 0 if report["ok"] else 1
     if args.command == "reconcile":
-        from etl.verify import reconcile
+        from etl.runner import reconcile
         deleted_by_table = reconcile(settings, config, args.tables)
         if args.json:
             print(json.dumps(deleted_by_table))
@@ -205,19 +206,20 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr if args.json else sys.stdout)
         return 0
     if args.command == "render":
-        from etl.inspect import render_table
-        print(render_table(settings, config, args.phase, args.table, strategy=args.strategy))
+        from etl.phases import copy, load
+        from etl.recipe import describe
+        phase = {"copy": copy, "load": load}[args.phase]
+        print(describe(phase.preview(settings, config.select([args.table])[0], strategy=args.strategy)), end="")
         return 0
     if args.command == "dbt-sources":
         from etl.dbt_sources import main as dbt_sources_main
         return dbt_sources_main(["--check"] if args.check else [], tables_path=settings.tables_path)
     if args.command in ("copy", "load", "transform", "run"):
-        from etl.runner import run_phases
+        from etl.runner import DEFAULT_JOBS, run_phases
         phases = ["copy", "load", "transform"] if args.command == "run" else [args.command]
-        from etl.runner import DEFAULT_JOBS
         results = run_phases(settings, config, phases, args.tables, full=args.full,
                              jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS,
-                             reconcile=not getattr(args, "no_reconcile", False))
+                             reconcile_after_load=not getattr(args, "no_reconcile", False))
         failed = [r for r in results if not r.ok]
         if args.json:  # what a scheduler keeps of the run (etl.airflow: the task's return value)
             print(json.dumps([dataclasses.asdict(r) for r in results]))

@@ -17,6 +17,8 @@ import yaml
 
 from etl.errors import ConfigError
 
+#: extraction_strategy values. incremental_chunked is accepted as another name of incremental (real
+#: configurations carry it; incremental reads are always in chunks of batch_size rows).
 STRATEGIES = ("full_table", "incremental", "incremental_chunked")
 DELETE_DETECTION = ("none", "reconcile", "deletedobject")
 DEFAULT_BATCH_SIZE = 10_000

@@ -24,7 +24,7 @@ import yaml
 from etl import PROJECT_ROOT
 from etl.config import EtlConfig, load_config
 from etl.demo import DEMO_TABLES_PATH, DemoColumn, load_demo_tables
-from etl.schema import Column
+from etl.dialects.postgres import PgColumn
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 SOURCES_PATH = DBT_PROJECT_DIR / "models" / "staging" / "_sources.yml"
@@ -102,13 +102,13 @@ _BASE_TYPE = re.compile(r"^([a-z]+)(?:\((\d+)(?:,(\d+))?\))?( unsigned)?$")
 
 
 def pg_column_type(column: DemoColumn) -> str:
-    """The PostgreSQL type the load phase gives a catalog column (the type map of etl/schema.py)."""
+    """The PostgreSQL type the load phase gives a catalog column (the type map of etl/dialects/postgres.py)."""
     m = _BASE_TYPE.match(column.type)
     if not m:
         raise ValueError(f"column {column.name}: unexpected type {column.type!r}")
     base, size, scale, unsigned = m.groups()
     is_char = base in ("char", "varchar")
-    return Column(
+    return PgColumn(
         name=column.name, data_type=base, column_type=column.type, nullable=not column.not_null,
         default=None, extra="", charset=None, collation=None,
         precision=int(size) if size and not is_char else None, scale=int(scale) if scale else None,

@@ -32,7 +32,9 @@ import pymysql
 import yaml
 from sqlalchemy.engine import URL
 
-from etl.db import execute, mysql_connect
+from etl.config import STRATEGIES
+from etl.db import execute
+from etl.dialects.mysql import connect as mysql_connect
 from etl.errors import ConfigError, EtlError, PhaseError, RenderError
 from etl.render import Ident, Statement, render
 from etl.settings import mask_url
@@ -46,7 +48,6 @@ SPAN_DAYS = 1095
 #: The SEQUENCE engine's largest practical table; far above scale 1.0 (securitylog: 4.7 million).
 MAX_ROWS = 100_000_000
 
-STRATEGIES = ("full_table", "incremental", "incremental_chunked")
 ENGINES = ("MyISAM", "InnoDB")
 
 # What may reach DDL unquoted. Column types as SHOW CREATE TABLE writes them; defaults are SQL

@@ -1,7 +1,9 @@
-"""Two runs of the same phase on the same table never interleave.
+"""Two runs of the same phase on the same table never interleave; only the runner (etl/runner.py) takes
+these locks.
 
-Copy takes a named lock (GET_LOCK) in the replica, load an advisory lock in PostgreSQL, each on a
-connection of its own held for the table's whole run; different tables run freely. A run that cannot
+Copy takes a named lock in the replica, load an advisory lock in the analytics database (transform one
+lock for the dbt run), each on a connection of its own held for the table's whole run; different tables
+run freely. The databases' own lock statements are their dialects' (``acquire_lock``). A run that cannot
 get the lock within the timeout raises :class:`LockBusy` and that table is skipped.
 """
 
@@ -10,12 +12,12 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-import psycopg2.errors
-
-from etl.db import fetch_one, mysql_connect, pg_connect
+from etl.dialects import for_url, mysql
 from etl.errors import EtlError
-from etl.render import render
 from etl.settings import Settings
+
+#: phase -> the database whose lock it takes
+LOCKED_IN = {"copy": "replica", "load": "analytics", "transform": "analytics"}
 
 
 class LockBusy(EtlError):
@@ -32,31 +34,21 @@ def lock_name(phase: str, table: str, scope: str | None = None) -> str:
 
 @contextlib.contextmanager
 def table_lock(settings: Settings, phase: str, table: str) -> Iterator[None]:
+    """Hold the lock of `phase` on `table` for the block. An unknown phase is a programming error."""
+    if phase not in LOCKED_IN:
+        raise ValueError(f"no lock for phase {phase!r} (locked phases: {', '.join(LOCKED_IN)})")
     timeout = settings.lock_timeout
-    name = lock_name(phase, table, settings.replica_url.database if phase == "copy" else settings.raw_schema)
-    busy = LockBusy(f"{phase} {table}: skipped, another run holds its lock (waited {timeout:g} s; "
-                    "ETL_LOCK_TIMEOUT sets the wait)")
-    if phase == "copy":
-        conn = mysql_connect(settings.replica_url, role="replica")
-        try:
-            acquired = fetch_one(conn, render("mysql/lock_acquire"), {"lock_name": name, "timeout_seconds": timeout})[0]
-            if acquired != 1:
-                raise busy
-            yield
-        finally:
-            conn.close()  # closing the session releases the lock
-        return
-    if phase in ("load", "transform"):  # transform: one lock for the dbt run (etl/phases/transform.py)
-        conn = pg_connect(settings.analytics_url)
-        conn.autocommit = True
-        try:
-            fetch_one(conn, render("postgres/lock_timeout"), {"lock_timeout": f"{max(int(timeout * 1000), 1)}ms"})
-            try:
-                fetch_one(conn, render("postgres/lock_acquire"), {"lock_name": name})
-            except psycopg2.errors.LockNotAvailable:
-                raise busy from None
-            yield
-        finally:
-            conn.close()
-        return
-    yield
+    if LOCKED_IN[phase] == "replica":
+        dialect, url, name = mysql, settings.replica_url, lock_name(phase, table, settings.replica_url.database)
+        conn = mysql.connect(url, role="replica")
+    else:
+        dialect, url = for_url(settings.analytics_url), settings.analytics_url
+        name = lock_name(phase, table, settings.raw_schema)  # many clinics' raw schemas share one database
+        conn = dialect.connect(url)
+    try:
+        if not dialect.acquire_lock(conn, name, timeout):
+            raise LockBusy(f"{phase} {table}: skipped, another run holds its lock (waited {timeout:g} s; "
+                           "ETL_LOCK_TIMEOUT sets the wait)")
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 
-import psycopg2.errors
-import pymysql
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -23,10 +21,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from etl import PROJECT_ROOT
-from etl.db import mysql_connect, pg_connect
-from etl.errors import ConfigError, ConnectionFailed, SchemaError
-from etl.render import Ident, render
-from etl.settings import Settings, mask_secrets, mask_url
+from etl.dialects import for_url, mysql
+from etl.errors import ConfigError, ConnectionFailed, SchemaError, first_line
+from etl.render import Ident
+from etl.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +93,15 @@ def engine_for(settings: Settings, side: str) -> Engine:
     setup (UTC, utf8mb4) and a connection failure is a ConnectionFailed with the URL masked.
     The URL itself only selects the dialect, so its password is never rendered."""
     url = _url(settings, side)
-    if side == "replica":
-        return sa.create_engine(url, creator=lambda: mysql_connect(url, role=side), poolclass=NullPool)
-    return sa.create_engine(url, creator=lambda: pg_connect(url, role=side), poolclass=NullPool)
+    return sa.create_engine(url, creator=lambda: _dialect(settings, side).connect(url, role=side), poolclass=NullPool)
 
 
 def _url(settings: Settings, side: str) -> URL:
     return settings.replica_url if side == "replica" else settings.analytics_url
+
+
+def _dialect(settings: Settings, side: str):
+    return mysql if side == "replica" else for_url(settings.analytics_url)
 
 
 def _schema(settings: Settings, side: str) -> str | None:
@@ -123,7 +123,7 @@ def _run(settings: Settings, side: str, verb: str, action, revision: str, notes:
             action(alembic_config(side, connection=conn, raw_schema=_schema(settings, side)), revision)
             after = _current(conn, settings, side)
     except (CommandError, sa.exc.DBAPIError) as exc:
-        reason = _first_line(getattr(exc, "orig", None) or exc)
+        reason = first_line(getattr(exc, "orig", None) or exc)
         raise SchemaError(f"migrating the {side} database {mask_url(url)} to {revision}: {reason}") from exc
     if before == after:
         notes.append(f"already at {after or 'base'}")
@@ -142,35 +142,18 @@ def _ensure_database(settings: Settings, side: str) -> bool:
     Connecting first means a role that may use an existing database but not create one still
     migrates. If the database turns out to exist, the first connection failure is the real error.
     """
-    url = _url(settings, side)
+    url, dialect = _url(settings, side), _dialect(settings, side)
     try:
-        (mysql_connect if side == "replica" else pg_connect)(url, role=side).close()
+        dialect.connect(url, role=side).close()
         return False
     except ConnectionFailed as exc:
         unreachable = exc
-    name = Ident(url.database)
-    if side == "replica":
-        conn = mysql_connect(url, database=False, role=side)
-        try:
-            with conn.cursor() as cur:
-                created = cur.execute(render("mysql/create_database", database=name).plain()) == 1
-        except pymysql.MySQLError as exc:
-            raise ConnectionFailed(f"{unreachable}; creating it failed: {_first_line(exc)}") from None
-        finally:
-            conn.close()
-    else:
-        conn = pg_connect(url, database="postgres", role=side)
-        conn.autocommit = True  # CREATE DATABASE refuses to run inside a transaction
-        try:
-            with conn.cursor() as cur:
-                cur.execute(render("postgres/create_database", database=name).plain())
-            created = True
-        except psycopg2.errors.DuplicateDatabase:
-            created = False
-        except psycopg2.Error as exc:
-            raise ConnectionFailed(f"{unreachable}; creating it failed: {_first_line(exc)}") from None
-        finally:
-            conn.close()
+    try:
+        created = dialect.create_database(url, Ident(url.database), role=side)
+    except ConnectionFailed:
+        raise
+    except Exception as exc:
+        raise ConnectionFailed(f"{unreachable}; creating it failed: {first_line(exc)}") from None
     if not created:
         raise unreachable
     return True
@@ -182,12 +165,5 @@ def _ensure_schema(settings: Settings) -> bool:
     with engine_for(settings, "analytics").begin() as conn:
         if sa.inspect(conn).has_schema(settings.raw_schema):
             return False
-        conn.exec_driver_sql(render("postgres/create_schema", schema=Ident(settings.raw_schema)).plain())
+        _dialect(settings, "analytics").create_schema(conn, settings.raw_schema)
     return True
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's message without the SQL or traceback (PyMySQL keeps it in args[1]), masked."""
-    args = getattr(exc, "args", ())
-    text = str(args[1] if len(args) > 1 and isinstance(args[1], str) else exc).strip()
-    return mask_secrets(text.splitlines()[0] if text else type(exc).__name__)

@@ -10,13 +10,15 @@ The upper bound of a window is captured before the read starts: for timestamps t
 current second (a second still open is left for the next run) and never past the start of the oldest open
 InnoDB transaction; for integers the column's maximum; for the load phase the copy phase's committed
 watermark (inclusive).
+
+Everything here is pure: the facts a phase gathered (etl/phases/facts.py) go in, a frozen value comes out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from etl import watermark
 from etl.config import TableConfig
@@ -127,6 +129,18 @@ class Plan:
                 params[f"w{i}_hi"] = bound.upper
         return params
 
+    def admission_params(self) -> dict[str, Any]:
+        """Bind values of `admissible` (_macros/predicates.sql.j2): per bound i, m{i}_floor (the watermark
+        floor of dates and times) and m{i}_hi (its upper bound, when it has one)."""
+        params: dict[str, Any] = {}
+        for i, bound in enumerate(self.bounds):
+            floor = watermark.floor(bound.kind)
+            if floor is not None:
+                params[f"m{i}_floor"] = floor
+            if bound.upper_set:
+                params[f"m{i}_hi"] = bound.upper
+        return params
+
     def describe(self) -> str:
         parts = [f"{self.phase} {self.table}: strategy {self.strategy} ({self.reason})"]
         for bound in self.bounds:
@@ -224,3 +238,37 @@ def make_plan(
         columns=schema.columns, primary=primary, fallback=fallback, batch_size=config.batch_size,
         warnings=tuple(warnings),
     )
+
+
+#: A watermark value shared by more rows than this (a bulk edit stamps thousands of rows with one
+#: second) is not read again in full by the next run: see watermark_resume.
+RESCAN_LIMIT = 1000
+
+
+def watermark_resume(plan: Plan, count_at: Callable[[Any], int],
+                     last_key_at: Callable[[Any], tuple | None]) -> tuple | None:
+    """Where an incremental read may start instead of at its watermark: (watermark, *key), or None.
+
+    The lower bound is inclusive, so every run reads the rows of the watermark's own second again: a
+    row written into that second after it was read (possible only by assigning the column explicitly:
+    the horizon never lets a run read a second that is still open) is not lost. A handful of rows costs
+    nothing; the 100,000 rows of a bulk edit cost seconds on every run. So when more than RESCAN_LIMIT
+    rows share the watermark value, the read starts after the largest key the target already holds at
+    that value (`last_key_at`, asked of the phase's own target: it holds exactly what was read, even
+    after a crash between two blocks). What is given up: a row of such a second that is assigned
+    exactly that value again after it was read, with no newer stamp, waits for its next edit (a row
+    assigned any older value is invisible to every watermark anyway). `count_at(value)` counts the
+    rows at the value (index-only on the replica). Only for a primary timestamp/date watermark that is
+    not the key itself.
+    """
+    bound = plan.primary
+    if plan.strategy != "primary" or bound is None or bound.lower is None or len(plan.order) < 2:
+        return None
+    if bound.kind not in ("datetime", "date") or count_at(bound.lower) <= RESCAN_LIMIT:
+        return None
+    key = last_key_at(bound.lower)
+    if key is None:
+        return None
+    kinds = plan.lead_kinds[1:len(plan.order)]
+    return (bound.lower,) + tuple(watermark.typed(v, k) if isinstance(v, (str, bytes)) else v
+                                  for v, k in zip(key, kinds))

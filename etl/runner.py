@@ -1,7 +1,9 @@
 """Runs phases over tables: each table under its own lock, transient faults retried, failures isolated.
 
 Tables are independent: `jobs` of them run at once (each its copy, then its load). One table's failure
-is recorded against it and the others go on; a table whose copy failed is not loaded.
+is recorded against it and the others go on; a table whose copy failed is not loaded. This is the only
+module that takes the per-table locks (etl/locks.py): copy and load each under their own, reconcile
+under the copy lock for the replica and the load lock for raw, transform under one lock for the dbt run.
 """
 
 from __future__ import annotations
@@ -11,20 +13,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import psycopg2
-import psycopg2.errors
-import pymysql
+from typing import Any, Callable
 
 from etl.config import EtlConfig, TableConfig
-from etl.errors import ConnectionFailed, EtlError
+from etl.dialects import BY_DRIVER
+from etl.errors import ConnectionFailed, EtlError, mask_secrets
 from etl.locks import LockBusy, table_lock
-from etl.settings import Settings, mask_secrets
+from etl.settings import Settings
 
 log = logging.getLogger("etl.runner")
 
-#: MySQL errors worth another attempt: server gone / lost connection, lock wait timeout, deadlock.
-_MYSQL_TRANSIENT = {2003, 2006, 2013, 1205, 1213}
 DEFAULT_JOBS = 2
 RETRY_BACKOFF_SECONDS = 1.0
 
@@ -42,53 +40,76 @@ class TableResult:
     attempts: int = 1
 
 
-def _phase_function(phase: str):
-    if phase == "copy":
-        from etl.phases.copy import copy_table
-        return copy_table
-    if phase == "load":
-        from etl.phases.load import load_table
-        return load_table
-    if phase == "reconcile":
-        return _reconcile
-    raise ValueError(phase)
-
-
 @dataclass
 class _Summary:
+    """What run_table reads of a phase run: its strategy and row counts (a tracking.Outcome has them)."""
+
     strategy: str
     rows_read: int
     rows_written: int
 
-    @property
-    def plan(self):  # the shape run_table reads from a phase outcome
-        return self
+
+def _copy(settings: Settings, table: TableConfig, run_id: str, **options: Any) -> _Summary:
+    from etl.phases.copy import copy_table
+
+    with table_lock(settings, "copy", table.name):
+        outcome = copy_table(settings, table, run_id, **options)
+    return _Summary(outcome.plan.strategy, outcome.rows_read, outcome.rows_written)
 
 
-def _reconcile(settings: Settings, table: TableConfig, run_id: str, **_: object) -> _Summary:
-    from etl.verify import reconcile_table
+def _load(settings: Settings, table: TableConfig, run_id: str, **options: Any) -> _Summary:
+    from etl.phases.load import load_table
 
+    with table_lock(settings, "load", table.name):
+        outcome = load_table(settings, table, run_id, **options)
+    return _Summary(outcome.plan.strategy, outcome.rows_read, outcome.rows_written)
+
+
+def _reconcile(settings: Settings, table: TableConfig, run_id: str, **_: Any) -> _Summary:
     deleted = reconcile_table(settings, table, run_id)
     return _Summary("keys", 0, deleted["replica"] + deleted["raw"])
 
 
+PHASES: dict[str, Callable[..., _Summary]] = {"copy": _copy, "load": _load, "reconcile": _reconcile}
+
+
+def reconcile_table(settings: Settings, table: TableConfig, run_id: str) -> dict[str, int]:
+    """Delete from the replica (under the copy lock), then from raw (under the load lock), the rows whose
+    keys no longer exist upstream."""
+    from etl.verify import Reconciliation
+
+    with Reconciliation(settings, table, run_id) as work:
+        if not work.possible:
+            return work.deleted
+        with table_lock(settings, "copy", table.name):
+            work.replica()
+        if work.raw_exists():
+            with table_lock(settings, "load", table.name):
+                work.raw()
+        return work.deleted
+
+
+def reconcile(settings: Settings, config: EtlConfig, tables: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """`etl reconcile`: every selected table in turn; a failure stops it."""
+    run_id = str(uuid.uuid4())
+    return {t.name: reconcile_table(settings, t, run_id) for t in config.select(tables)}
+
+
 def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: a database that could not be reached, or an error its dialect calls transient
+    (a lost connection, a deadlock, a lock wait timeout)."""
     if isinstance(exc, ConnectionFailed):
         return True
-    if isinstance(exc, pymysql.err.MySQLError):
-        return bool(exc.args) and exc.args[0] in _MYSQL_TRANSIENT
-    if isinstance(exc, (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)):
-        return True
-    return isinstance(exc, psycopg2.OperationalError) and not isinstance(exc, psycopg2.errors.LockNotAvailable)
+    return any(dialect.is_transient(exc) for dialect in BY_DRIVER.values())
 
 
 def preflight(settings: Settings, phases: list[str]) -> None:
     """Fail fast, with one line naming the database, when one is down or its tracking schema is old."""
-    from etl.db import mysql_connect
+    from etl.dialects import mysql
     from etl.versions import up_to_date
 
     if "copy" in phases:
-        mysql_connect(settings.source_url, role="source").close()
+        mysql.connect(settings.source_url, role="source").close()
     if not up_to_date(settings):  # a fast yes (no Alembic import); otherwise Alembic's check explains
         from etl.migrate import check_up_to_date
         check_up_to_date(settings)
@@ -96,9 +117,9 @@ def preflight(settings: Settings, phases: list[str]) -> None:
 
 def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables: list[str] | None = None, *,
                full: bool = False, strategy: str | None = None, jobs: int = DEFAULT_JOBS,
-               reconcile: bool = True) -> list[TableResult]:
-    """Each selected table through `phases` in order, `jobs` tables at a time. reconcile=False leaves the
-    delete detection of `reconcile` tables to a separate `etl reconcile` (a scheduler's task of its own)."""
+               reconcile_after_load: bool = True) -> list[TableResult]:
+    """Each selected table through `phases` in order, `jobs` tables at a time. reconcile_after_load=False
+    leaves the delete detection of `reconcile` tables to a separate `etl reconcile` (a scheduler's task)."""
     selected: list[TableConfig] = config.select(tables)
     preflight(settings, phases)
     run_id = str(uuid.uuid4())
@@ -112,7 +133,8 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
                 results.append(TableResult(phase, table.name, False, error=f"skipped: {results[-1].phase} failed"))
                 continue
             results.append(run_table(settings, phase, table, run_id, full=full, strategy=strategy))
-        if reconcile and "load" in phases and table.delete_detection == "reconcile" and all(r.ok for r in results):
+        if (reconcile_after_load and "load" in phases and table.delete_detection == "reconcile"
+                and all(r.ok for r in results)):
             results.append(run_table(settings, "reconcile", table, run_id))
         return results
 
@@ -123,22 +145,21 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
         per_table += list(pool.map(one_table, [t for t in selected if t.name != "deletedobject"]))
     ordered = [r for phase in [*phases, "reconcile"] for results in per_table for r in results if r.phase == phase]
     if "transform" in phases:  # dbt builds the models of all tables that did not fail above, in one run
-        from etl.phases.transform import transform_after
-        ordered += transform_after(settings, config, selected, ordered, full=full, run_id=run_id)
+        ordered += transform_step(settings, config, selected, ordered, full=full, run_id=run_id)
     return ordered
 
 
 def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *, full: bool = False,
               strategy: str | None = None) -> TableResult:
     """One phase of one table, under its lock; transient faults are retried with backoff."""
-    function = _phase_function(phase)
+    function = PHASES[phase]
+    options = {"full": full, "strategy": strategy} if phase != "reconcile" else {}
     started = time.monotonic()
     attempt = 0
     while True:
         attempt += 1
         try:
-            with table_lock(settings, phase, table.name):
-                outcome = function(settings, table, run_id, full=full, strategy=strategy)
+            summary = function(settings, table, run_id, **options)
         except LockBusy as exc:
             log.error("%s", exc)
             return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=str(exc),
@@ -155,8 +176,39 @@ def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *
             log.debug("traceback", exc_info=True)
             return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=message,
                                attempts=attempt)
-        result = TableResult(phase, table.name, True, outcome.plan.strategy, outcome.rows_read,
-                             outcome.rows_written, time.monotonic() - started, attempts=attempt)
+        result = TableResult(phase, table.name, True, summary.strategy, summary.rows_read,
+                             summary.rows_written, time.monotonic() - started, attempts=attempt)
         log.info("%s %-16s %-8s read %d, wrote %d in %.2fs", phase, table.name, result.strategy,
                  result.rows_read, result.rows_written, result.seconds)
         return result
+
+
+def transform_step(settings: Settings, config: EtlConfig, selected: list[TableConfig], earlier: list[TableResult], *,
+                   full: bool = False, run_id: str | None = None) -> list[TableResult]:
+    """The transform step of `etl run` / `etl transform`: once, after the other phases, for the selected
+    tables that did not fail in them, under one lock (two dbt runs on the same project never interleave).
+    Never raises: a failure is recorded against every table it concerns."""
+    from etl.phases import transform
+
+    failed = {r.table: r.phase for r in earlier if not r.ok}
+    results = [TableResult("transform", t.name, False, error=f"skipped: {failed[t.name]} failed")
+               for t in selected if t.name in failed]
+    names = [t.name for t in selected if t.name not in failed]
+    if not names:
+        return results
+    started = time.monotonic()
+    try:
+        with table_lock(settings, "transform", transform.LOCK_NAME):
+            windows = transform.transform_tables(settings, config, None if len(names) == len(config.tables) else names,
+                                                 full=full, run_id=run_id)
+    except Exception as exc:  # dbt missing, a database down, the lock busy: every table of the step failed
+        message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+        log.error("transform failed: %s", message)
+        log.debug("traceback", exc_info=True)
+        return results + [TableResult("transform", name, False, seconds=time.monotonic() - started, error=message)
+                          for name in names]
+    for w in windows:
+        ok = w.status != "failed"
+        results.append(TableResult("transform", w.table, ok, w.strategy, w.rows, w.rows, w.seconds,
+                                   None if ok else w.error))
+    return results

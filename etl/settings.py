@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from etl.errors import ConfigError
+from etl.errors import ConfigError, mask_secrets
 
 DEFAULTS = {
     "ETL_SOURCE_URL": "mysql+pymysql://root@127.0.0.1:3306/opendental",
@@ -26,14 +26,6 @@ DEFAULTS = {
 }
 
 PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]*)@")
-
-
-def mask_secrets(text: str) -> str:
-    """Replace the password of every URL inside `text` with ***."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", str(text))
-
-
 def mask_url(url: URL | str) -> str:
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)

@@ -1,53 +1,51 @@
-"""`etl init-tracking` and `etl status`: the tracking rows of all three phases."""
+"""`etl init-tracking` and `etl status`: the tracking rows of all three phases (through etl/tracking.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+from etl import tracking
 from etl.config import EtlConfig
-from etl.db import execute, fetch_all, mysql_connect, pg_connect
-from etl.render import Ident, render
+from etl.dialects import for_url, mysql
 from etl.settings import Settings
 
 PHASES = ("copy", "load", "transform")
 
 
+def _connect(settings: Settings) -> dict[str, Any]:
+    """A connection to the replica and to the analytics database, by tracking side."""
+    replica = mysql.connect(settings.replica_url, role="replica")
+    try:
+        return {"replica": replica, "analytics": for_url(settings.analytics_url).connect(settings.analytics_url)}
+    except BaseException:
+        replica.close()
+        raise
+
+
 def init_tracking(settings: Settings, config: EtlConfig) -> dict[str, Any]:
     """A pending row per configured table in each tracking table; existing rows are left alone."""
-    schema = Ident(settings.raw_schema)
-    created = {phase: 0 for phase in PHASES}
-    replica = mysql_connect(settings.replica_url, role="replica")
-    pg = pg_connect(settings.analytics_url)
+    conns = _connect(settings)
     try:
-        targets = [("copy", replica, render("mysql/copy_status_init")),
-                   ("load", pg, render("postgres/load_status_init", schema=schema)),
-                   ("transform", pg, render("postgres/transform_status_init", schema=schema))]
-        for phase, conn, statement in targets:
-            with conn.cursor() as cur:
-                for table in config.tables.values():
-                    execute(cur, statement, {"table_name": table.name,
-                                             "primary_column_name": table.primary_incremental_column})
-                    created[phase] += max(cur.rowcount, 0)
-        replica.commit()
-        pg.commit()
-        rows = _all_rows(settings, replica, pg)
+        created = {}
+        for phase in PHASES:
+            side = tracking.PHASE_SIDE[phase]
+            created[phase] = tracking.store(settings, side).init_rows(conns[side], phase, config.tables.values())
+        for conn in conns.values():
+            conn.commit()
+        rows = _all_rows(settings, conns)
     finally:
-        replica.close()
-        pg.close()
+        for conn in conns.values():
+            conn.close()
     configured = set(config.tables)
     orphans = sorted({t for phase in PHASES for t in rows[phase] if t not in configured})
     total = len(config.tables)
     return {"created": created, "existing": {p: total - created[p] for p in PHASES}, "not_configured": orphans}
 
 
-def _all_rows(settings: Settings, replica, pg) -> dict[str, dict[str, tuple]]:
-    schema = Ident(settings.raw_schema)
-    return {
-        "copy": {r[0]: r for r in fetch_all(replica, render("mysql/copy_status_all"))},
-        "load": {r[0]: r for r in fetch_all(pg, render("postgres/load_status_all", schema=schema))},
-        "transform": {r[0]: r for r in fetch_all(pg, render("postgres/transform_status_all", schema=schema))},
-    }
+def _all_rows(settings: Settings, conns: dict[str, Any]) -> dict[str, dict[str, tuple]]:
+    return {phase: tracking.for_phase(settings, phase).all_rows(conns[tracking.PHASE_SIDE[phase]], phase)
+            for phase in PHASES}
 
 
 def _text(value: Any) -> Any:
@@ -59,13 +57,12 @@ def _text(value: Any) -> Any:
 
 
 def status_report(settings: Settings, config: EtlConfig) -> dict[str, Any]:
-    replica = mysql_connect(settings.replica_url, role="replica")
-    pg = pg_connect(settings.analytics_url)
+    conns = _connect(settings)
     try:
-        rows = _all_rows(settings, replica, pg)
+        rows = _all_rows(settings, conns)
     finally:
-        replica.close()
-        pg.close()
+        for conn in conns.values():
+            conn.close()
     tables = []
     for name, table in config.tables.items():
         entry: dict[str, Any] = {"table": name, "primary_incremental_column": table.primary_incremental_column,

@@ -1,23 +1,209 @@
-"""Stored state for planning, and the new state written inside the transaction of its data.
+"""The one reader and writer of the tracking tables: status rows, per-column watermarks, run history.
 
-The copy phase tracks in the replica (etl_copy_status, etl_copy_column_status, etl_run_history); the load
-phase in PostgreSQL (raw.etl_load_status, raw.etl_load_column_status, raw.etl_run_history).
+Two stores, one per database the pipeline tracks in:
+
+* the replica (MySQL): ``etl_copy_status``, ``etl_copy_column_status``, ``etl_run_history`` (copy, and the
+  replica half of reconcile);
+* the analytics database (schema raw): ``etl_load_status``, ``etl_load_column_status``,
+  ``etl_transform_status``, ``etl_run_history`` (load, transform, the raw half of reconcile).
+
+A store renders its statements through its database's dialect (``<phase>_status_upsert``,
+``run_history_insert`` ...: the same names in every dialect folder that hosts the phase) and writes them
+inside the caller's open transaction, the one that writes the data they describe; only a failure is
+recorded in a transaction of its own. Every other module that records a run (the phases through a
+recipe's checkpoint and tracking steps, transform, reconcile, init-tracking) goes through here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import Any, Iterable
 
 from etl import watermark
 from etl.db import execute, fetch_all, fetch_one
+from etl.dialects import for_url, mysql
 from etl.plan import Plan, StoredState
-from etl.render import Ident, render
+from etl.render import Statement
+from etl.settings import Settings
 
-PHASE_DIALECT = {"copy": "mysql", "load": "postgres"}
-_STATUS_COLUMN = {"copy": "copy_status", "load": "load_status"}
+#: Where each phase's status rows live.
+PHASE_SIDE = {"copy": "replica", "load": "analytics", "transform": "analytics"}
+#: Status-row columns whose names carry the phase (the tables predate this module).
+_STATUS_COLUMN = {"copy": "copy_status", "load": "load_status", "transform": "transformation_status"}
 _ROWS_COLUMN = {"copy": "rows_copied", "load": "rows_loaded"}
+#: The name under which a table's deletedobject feed keeps its own watermark in the column-status table.
+FEED_COLUMN = "deletedobject.DeletedObjectNum"
+#: Errors are stored up to this many characters.
+ERROR_LIMIT = 4000
+
+
+def utc_now() -> dt.datetime:
+    """When a run started (informational: run history only; never a watermark)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Store:
+    """The tracking tables of one database: its dialect and where the tables are (the raw schema)."""
+
+    side: str                      # replica | analytics
+    dialect: ModuleType
+    scope: dict[str, Any] = field(default_factory=dict)
+
+    def statement(self, name: str) -> Statement:
+        return self.dialect.render(name, **self.scope)
+
+    # ------------------------------------------------------------ run history
+
+    def next_history_id(self, conn: Any) -> int | None:
+        """The id of the next run-history row, taken before any data moves where the dialect assigns
+        them (PostgreSQL: it doubles as the load marker raw._etl_load_id); None where the database does."""
+        if not self.dialect.ASSIGNS_HISTORY_IDS:
+            return None
+        # The sequence is found by the table's name, a value (the scope is not printed into this one).
+        return fetch_one(conn, self.dialect.render("next_run_id"), {"history_table": self._history_table()})[0]
+
+    def _history_table(self) -> str:
+        schema = self.scope.get("schema")
+        return f"{schema}.etl_run_history" if schema else "etl_run_history"
+
+    def write_history(self, conn: Any, record: "History") -> None:
+        """One run-history row, in the caller's transaction."""
+        params = record.params()
+        if self.dialect.ASSIGNS_HISTORY_IDS:
+            params["id"] = record.id if record.id is not None else self.next_history_id(conn)
+        with conn.cursor() as cur:
+            execute(cur, self.statement("run_history_insert"), params)
+
+    # ------------------------------------------------------------ copy and load: status and watermarks
+
+    def read_state(self, conn: Any, phase: str, table: str) -> StoredState:
+        row = fetch_one(conn, self.statement(f"{phase}_status_select"), {"table_name": table})
+        columns = fetch_all(conn, self.statement(f"{phase}_column_status_select"), {"table_name": table})
+        if row is None:
+            return StoredState(column_values=dict(columns))
+        return StoredState(status=row[0], primary_column_name=row[1], last_primary_value=row[2],
+                           column_values=dict(columns))
+
+    def writer(self, plan: Plan, *, final: bool) -> "Writer":
+        """The statements that record a run of `plan`: a checkpoint (final=False) or its end."""
+        phase = plan.phase
+        return Writer(
+            store=self, plan=plan,
+            status=self.statement(f"{phase}_status_upsert"),
+            clear=self.statement(f"{phase}_column_status_clear") if plan.strategy == "full" or not plan.fallback else None,
+            columns=self.statement(f"{phase}_column_status_upsert") if plan.fallback else None,
+            history=self.statement("run_history_insert") if final else None,
+        )
+
+    def write_failure(self, conn: Any, outcome: "Outcome", error: str) -> None:
+        """In its own transaction: status failed, watermark kept, the error in the run history."""
+        plan, phase = outcome.plan, outcome.plan.phase
+        conn.rollback()
+        with conn.cursor() as cur:
+            execute(cur, self.statement(f"{phase}_status_mark"), {
+                "table_name": plan.table, "primary_column_name": plan.primary.column if plan.primary else None,
+                _STATUS_COLUMN[phase]: "failed",
+            })
+        self.write_history(conn, outcome.history(status="failed", error=error))
+        conn.commit()
+
+    def feed_statements(self, phase: str) -> tuple[Statement, Statement]:
+        """Reading and saving the deletedobject feed's watermark (a row of the column-status table)."""
+        return self.statement(f"{phase}_column_status_select"), self.statement(f"{phase}_column_status_upsert")
+
+    # ------------------------------------------------------------ every phase: init-tracking and status
+
+    def init_rows(self, conn: Any, phase: str, tables: Iterable[Any]) -> int:
+        """A pending status row for each table that has none; returns how many were created."""
+        created = 0
+        statement = self.statement(f"{phase}_status_init")
+        with conn.cursor() as cur:
+            for table in tables:
+                execute(cur, statement, {"table_name": table.name,
+                                         "primary_column_name": table.primary_incremental_column})
+                created += max(cur.rowcount, 0)
+        return created
+
+    def all_rows(self, conn: Any, phase: str) -> dict[str, tuple]:
+        """table -> (table, status, primary column, last value, rows, last run)."""
+        return {r[0]: r for r in fetch_all(conn, self.statement(f"{phase}_status_all"))}
+
+    # ------------------------------------------------------------ transform
+
+    def transform_state(self, conn: Any, table: str) -> tuple:
+        """(last load committed, last load transformed, last_primary_value, primary_column_name, status)."""
+        return fetch_one(conn, self.statement("transform_state_select"), {"table_name": table})
+
+    def transform_recorded(self, conn: Any, table: str) -> tuple | None:
+        """What the dbt post-hook wrote: (status, last_primary_value, primary_column_name, rows, last_load_id)."""
+        return fetch_one(conn, self.statement("transform_status_select"), {"table_name": table})
+
+    def mark_transform(self, conn: Any, table: str, *, status: str, primary_column_name: str | None,
+                       last_primary_value: str | None, last_load_id: int | None) -> None:
+        """A table whose transform failed or was skipped: its status and the state it had at the start."""
+        with conn.cursor() as cur:
+            execute(cur, self.statement("transform_status_mark"), {
+                "table_name": table, "primary_column_name": primary_column_name,
+                "last_primary_value": last_primary_value, "last_load_id": last_load_id,
+                "transformation_status": status,
+            })
+
+
+def read_feed(conn: Any, select: Statement, table: str) -> int:
+    """The deletedobject feed's watermark of a table (Store.feed_statements), 0 before its first run."""
+    stored = dict(fetch_all(conn, select, {"table_name": table})).get(FEED_COLUMN)
+    return int(stored) if stored else 0
+
+
+def save_feed(conn: Any, upsert: Statement, table: str, value: int) -> None:
+    with conn.cursor() as cur:
+        execute(cur, upsert, {"table_name": table, "column_name": FEED_COLUMN, "last_value": str(value)})
+
+
+def store(settings: Settings, side: str) -> Store:
+    """The store of the replica or of the analytics database."""
+    if side == "replica":
+        return Store("replica", mysql, mysql.scope(settings.raw_schema))
+    dialect = for_url(settings.analytics_url)
+    return Store("analytics", dialect, dialect.scope(settings.raw_schema))
+
+
+def for_phase(settings: Settings, phase: str) -> Store:
+    return store(settings, PHASE_SIDE[phase])
+
+
+@dataclass(frozen=True)
+class History:
+    """One run-history row."""
+
+    run_id: str
+    phase: str
+    table: str
+    started_at: dt.datetime
+    status: str
+    strategy: str | None = None
+    primary_column_name: str | None = None
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    values_adjusted: int = 0
+    notes: str | None = None
+    error: str | None = None
+    id: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "phase": self.phase, "table_name": self.table, "strategy": self.strategy,
+            "status": self.status, "primary_column_name": self.primary_column_name,
+            "watermark_before": self.watermark_before, "watermark_after": self.watermark_after,
+            "rows_read": self.rows_read, "rows_written": self.rows_written, "values_adjusted": self.values_adjusted,
+            "notes": self.notes, "error": self.error[:ERROR_LIMIT] if self.error else self.error,
+            "started_at": self.started_at,
+        }
 
 
 @dataclass
@@ -44,19 +230,16 @@ class Outcome:
         if bound.admits(value):
             self.new_values[column] = watermark.later(self.new_values.get(column), value)
 
-
-def _ctx(phase: str, schema: str | None) -> dict[str, Any]:
-    return {"schema": Ident(schema)} if phase == "load" else {}
-
-
-def read_state(conn: Any, phase: str, table: str, schema: str | None = None) -> StoredState:
-    dialect, ctx = PHASE_DIALECT[phase], _ctx(phase, schema)
-    row = fetch_one(conn, render(f"{dialect}/{phase}_status_select", **ctx), {"table_name": table})
-    columns = fetch_all(conn, render(f"{dialect}/{phase}_column_status_select", **ctx), {"table_name": table})
-    if row is None:
-        return StoredState(column_values=dict(columns))
-    return StoredState(status=row[0], primary_column_name=row[1], last_primary_value=row[2],
-                       column_values=dict(columns))
+    def history(self, *, status: str, error: str | None = None, watermark_after: str | None = None) -> History:
+        plan = self.plan
+        return History(
+            run_id=self.run_id, phase=plan.phase, table=plan.table, started_at=self.started_at, status=status,
+            strategy=plan.strategy, primary_column_name=plan.primary.column if plan.primary else None,
+            watermark_before=_describe_watermarks(plan, {b.column: b.lower for b in plan.bounds}),
+            watermark_after=watermark_after, rows_read=self.rows_read, rows_written=self.rows_written,
+            values_adjusted=self.values_adjusted, notes="; ".join(self.notes) or None, error=error,
+            id=self.history_id,
+        )
 
 
 def _describe_watermarks(plan: Plan, values: dict[str, Any]) -> str | None:
@@ -67,59 +250,47 @@ def _describe_watermarks(plan: Plan, values: dict[str, Any]) -> str | None:
     return ", ".join(f"{b.column}={watermark.format(values.get(b.column))}" for b in plan.fallback)
 
 
-def write_success(conn: Any, outcome: Outcome, *, status: str = "success", schema: str | None = None,
-                  final: bool = True) -> None:
-    """Tracking (and, when final, run history) for data written in the current transaction of `conn`."""
-    plan, phase = outcome.plan, outcome.plan.phase
-    dialect, ctx = PHASE_DIALECT[phase], _ctx(phase, schema)
-    after = {b.column: outcome.watermark_after(b.column) for b in plan.bounds}
-    with conn.cursor() as cur:
-        primary = plan.primary
-        execute(cur, render(f"{dialect}/{phase}_status_upsert", **ctx), {
-            "table_name": plan.table,
-            "last_primary_value": watermark.format(after[primary.column]) if primary else None,
-            "primary_column_name": primary.column if primary else None,
-            _ROWS_COLUMN[phase]: outcome.rows_written,
-            _STATUS_COLUMN[phase]: status,
-        })
-        if plan.strategy == "full" or not plan.fallback:
-            execute(cur, render(f"{dialect}/{phase}_column_status_clear", **ctx), {"table_name": plan.table})
-        for bound in plan.fallback:
-            execute(cur, render(f"{dialect}/{phase}_column_status_upsert", **ctx), {
-                "table_name": plan.table, "column_name": bound.column,
-                "last_value": watermark.format(after[bound.column]),
+@dataclass(frozen=True)
+class Writer:
+    """The tracking one phase run of one table writes, rendered once (a recipe's checkpoint and tracking
+    steps print these statements and run them): its status row, its per-column watermarks (OR fallback;
+    cleared otherwise), and, at the end, its run-history row."""
+
+    store: Store
+    plan: Plan
+    status: Statement
+    clear: Statement | None
+    columns: Statement | None
+    history: Statement | None
+
+    @property
+    def statements(self) -> tuple[Statement, ...]:
+        return tuple(s for s in (self.status, self.clear, self.columns, self.history) if s is not None)
+
+    def write(self, conn: Any, outcome: Outcome, *, status: str = "success") -> None:
+        """Tracking (and, with a history statement, run history) for data written in the current
+        transaction of `conn`."""
+        plan, phase = self.plan, self.plan.phase
+        after = {b.column: outcome.watermark_after(b.column) for b in plan.bounds}
+        with conn.cursor() as cur:
+            primary = plan.primary
+            execute(cur, self.status, {
+                "table_name": plan.table,
+                "last_primary_value": watermark.format(after[primary.column]) if primary else None,
+                "primary_column_name": primary.column if primary else None,
+                _ROWS_COLUMN[phase]: outcome.rows_written,
+                _STATUS_COLUMN[phase]: status,
             })
-        if final:
-            write_history(cur, outcome, status=status, schema=schema,
-                          watermark_after=_describe_watermarks(plan, after))
-
-
-def write_history(cur: Any, outcome: Outcome, *, status: str, schema: str | None = None,
-                  watermark_after: str | None = None, error: str | None = None) -> None:
-    plan, phase = outcome.plan, outcome.plan.phase
-    dialect, ctx = PHASE_DIALECT[phase], _ctx(phase, schema)
-    params = {
-        "run_id": outcome.run_id, "phase": phase, "table_name": plan.table, "strategy": plan.strategy,
-        "status": status, "primary_column_name": plan.primary.column if plan.primary else None,
-        "watermark_before": _describe_watermarks(plan, {b.column: b.lower for b in plan.bounds}),
-        "watermark_after": watermark_after, "rows_read": outcome.rows_read, "rows_written": outcome.rows_written,
-        "values_adjusted": outcome.values_adjusted, "notes": "; ".join(outcome.notes) or None, "error": error,
-        "started_at": outcome.started_at,
-    }
-    if dialect == "postgres":
-        params["id"] = outcome.history_id
-    execute(cur, render(f"{dialect}/run_history_insert", **ctx), params)
-
-
-def write_failure(conn: Any, outcome: Outcome, error: str, *, schema: str | None = None) -> None:
-    """In its own transaction: status failed, watermark kept, the error in the run history."""
-    plan, phase = outcome.plan, outcome.plan.phase
-    dialect, ctx = PHASE_DIALECT[phase], _ctx(phase, schema)
-    conn.rollback()
-    with conn.cursor() as cur:
-        execute(cur, render(f"{dialect}/{phase}_status_mark", **ctx), {
-            "table_name": plan.table, "primary_column_name": plan.primary.column if plan.primary else None,
-            _STATUS_COLUMN[phase]: "failed",
-        })
-        write_history(cur, outcome, status="failed", schema=schema, error=error[:4000])
-    conn.commit()
+            if self.clear is not None:
+                execute(cur, self.clear, {"table_name": plan.table})
+            for bound in plan.fallback:
+                execute(cur, self.columns, {
+                    "table_name": plan.table, "column_name": bound.column,
+                    "last_value": watermark.format(after[bound.column]),
+                })
+            if self.history is not None:
+                record = outcome.history(status=status, watermark_after=_describe_watermarks(plan, after))
+                params = record.params()
+                if self.store.dialect.ASSIGNS_HISTORY_IDS:
+                    params["id"] = outcome.history_id
+                execute(cur, self.history, params)

@@ -6,23 +6,23 @@ differ are cut finer, and only buckets of at most LEAF_SPAN keys are listed row 
 When nothing differs no row leaves a server, and memory stays bounded whatever the table size.
 
 Supported: tables whose primary key is one integer column (every OpenDental table); others are reported
-as skipped.
+as skipped. Reconcile deletes what the comparison finds gone upstream; the runner (etl/runner.py) holds the
+locks around each half and etl/tracking.py records it in both run histories.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import uuid
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
+from etl import tracking
 from etl.config import EtlConfig, TableConfig
-from etl.db import execute, fetch_all, fetch_one, mysql_connect, pg_connect
-from etl.execute import RAW_TEXT_CONV
-from etl.locks import table_lock
-from etl.render import Ident, render
-from etl.schema import INTEGER_TYPES, Column, reflect_mysql_table, reflect_pg_columns
+from etl.db import execute, fetch_all, fetch_one
+from etl.dialects import for_url, mysql, postgres
+from etl.render import Ident
+from etl.schema import INTEGER_TYPES, Column
 from etl.settings import Settings
 
 log = logging.getLogger("etl.verify")
@@ -40,27 +40,41 @@ class Side:
 
     name: str
     conn: Any
-    dialect: str
-    container: Ident          # database (MySQL) or schema (PostgreSQL)
+    dialect: ModuleType
+    where: dict[str, Ident]   # the table's database (MySQL: {"database": ...}) or schema ({"schema": ...})
     table: Ident
 
-    def _ctx(self) -> dict[str, Any]:
-        where = "database" if self.dialect == "mysql" else "schema"
-        return {where: self.container, "table": self.table}
+    def render(self, statement: str, **context: Any):
+        return self.dialect.render(statement, table=self.table, **self.where, **context)
 
     def key_range(self, key: Ident) -> tuple[int | None, int | None, int]:
-        lo, hi, count = fetch_one(self.conn, render(f"{self.dialect}/verify_key_range", key=key, **self._ctx()))
+        lo, hi, count = fetch_one(self.conn, self.render("verify_key_range", key=key))
         return _int(lo), _int(hi), int(count)
 
     def buckets(self, key: Ident, columns: tuple[Column, ...], lo: int, hi: int, span: int) -> dict[int, tuple]:
-        rows = fetch_all(self.conn, render(f"{self.dialect}/verify_buckets", key=key, columns=columns, **self._ctx()),
+        rows = fetch_all(self.conn, self.render("verify_buckets", key=key, columns=_canonical(columns)),
                          {"lo": lo, "hi": hi, "span": span})
         return {int(b): (int(n), int(s)) for b, n, s in rows}
 
     def rows(self, key: Ident, columns: tuple[Column, ...], lo: int, hi: int) -> dict[int, int]:
-        rows = fetch_all(self.conn, render(f"{self.dialect}/verify_rows", key=key, columns=columns, **self._ctx()),
+        rows = fetch_all(self.conn, self.render("verify_rows", key=key, columns=_canonical(columns)),
                          {"lo": lo, "hi": hi})
         return {int(k): int(h) for k, h in rows}
+
+    def delete(self, key: Ident, keys: list[int], raw_schema: str) -> int:
+        """Delete these keys, DELETE_BATCH at a time, in the connection's transaction; rows deleted."""
+        count = 0
+        statement = self.dialect.render("reconcile_delete", table=self.table, key=key, **self.dialect.scope(raw_schema))
+        with self.conn.cursor() as cur:
+            for i in range(0, len(keys), DELETE_BATCH):
+                execute(cur, statement, {"keys": self.dialect.key_list(keys[i:i + DELETE_BATCH])})
+                count += max(cur.rowcount, 0)
+        return count
+
+
+def _canonical(columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """Columns as the canonical text reads them: it follows the load's rules (postgres.copy_kind)."""
+    return postgres.map_columns(columns)
 
 
 @dataclass
@@ -130,9 +144,9 @@ def _integer_key(config: TableConfig, columns: dict[str, Column]) -> Ident | Non
 
 class _Connections:
     def __init__(self, settings: Settings):
-        self.source = mysql_connect(settings.source_url, role="source", conv=RAW_TEXT_CONV)
-        self.replica = mysql_connect(settings.replica_url, role="replica", conv=RAW_TEXT_CONV)
-        self.raw = pg_connect(settings.analytics_url)
+        self.source = mysql.connect(settings.source_url, role="source", raw_text=True)
+        self.replica = mysql.connect(settings.replica_url, role="replica", raw_text=True)
+        self.raw = for_url(settings.analytics_url).connect(settings.analytics_url)
         self.raw.autocommit = True
         for conn in (self.source, self.replica):
             conn.autocommit(True)
@@ -143,15 +157,16 @@ class _Connections:
 
 
 def _sides(settings: Settings, conns: _Connections, table: str) -> tuple[Side, Side, Side]:
-    return (Side("source", conns.source, "mysql", Ident(settings.source_url.database), Ident(table)),
-            Side("replica", conns.replica, "mysql", Ident(settings.replica_url.database), Ident(table)),
-            Side("raw", conns.raw, "postgres", Ident(settings.raw_schema), Ident(table)))
+    return (Side("source", conns.source, mysql, {"database": Ident(settings.source_url.database)}, Ident(table)),
+            Side("replica", conns.replica, mysql, {"database": Ident(settings.replica_url.database)}, Ident(table)),
+            Side("raw", conns.raw, for_url(settings.analytics_url), {"schema": Ident(settings.raw_schema)},
+                 Ident(table)))
 
 
 def verify_table(settings: Settings, conns: _Connections, config: TableConfig) -> dict[str, Any]:
-    source_schema = reflect_mysql_table(conns.source, settings.source_url.database, config.name)
-    replica_schema = reflect_mysql_table(conns.replica, settings.replica_url.database, config.name)
-    raw_columns = reflect_pg_columns(conns.raw, settings.raw_schema, config.name)
+    source_schema = mysql.reflect_table(conns.source, settings.source_url.database, config.name)
+    replica_schema = mysql.reflect_table(conns.replica, settings.replica_url.database, config.name)
+    raw_columns = for_url(settings.analytics_url).reflect_columns(conns.raw, settings.raw_schema, config.name)
     result: dict[str, Any] = {"table": config.name}
     missing = [n for n, s in (("source", source_schema), ("replica", replica_schema), ("raw", raw_columns)) if not s]
     if missing:
@@ -218,62 +233,63 @@ def format_verify(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def reconcile_table(settings: Settings, config: TableConfig, run_id: str) -> dict[str, int]:
-    """Delete from the replica, then from raw, the rows whose keys no longer exist upstream."""
-    conns = _Connections(settings)
-    deleted = {"replica": 0, "raw": 0}
-    try:
-        schema = reflect_mysql_table(conns.replica, settings.replica_url.database, config.name)
-        if schema is None:
-            return deleted
-        key = _integer_key(config, {c.name: c for c in schema.columns})
-        if key is None:
-            raise ValueError(f"table {config.name!r}: reconcile needs a single integer primary key")
-        key_only = (schema.column(key),)
-        source, replica, raw = _sides(settings, conns, config.name)
-        started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        with table_lock(settings, "copy", config.name):
-            diff = Diff(extra_keys=[])
-            compare(source, replica, key, key_only, diff)
-            deleted["replica"] = _delete(conns.replica, "mysql", {}, schema.name, key, diff.extra_keys)
-            _history(conns.replica, "mysql", {}, run_id, config.name, deleted["replica"], started)
-        if reflect_pg_columns(conns.raw, settings.raw_schema, config.name):
-            with table_lock(settings, "load", config.name):
-                diff = Diff(extra_keys=[])
-                compare(replica, raw, key, key_only, diff)
-                conns.raw.autocommit = False
-                ctx = {"schema": Ident(settings.raw_schema)}
-                deleted["raw"] = _delete(conns.raw, "postgres", ctx, schema.name, key, diff.extra_keys)
-                _history(conns.raw, "postgres", ctx, run_id, config.name, deleted["raw"], started)
-                conns.raw.commit()
-    finally:
-        conns.close()
-    return deleted
+class Reconciliation:
+    """`etl reconcile` of one table, in two halves the runner runs under the copy and the load lock: the
+    replica loses the keys gone from the source, then raw the keys gone from the replica. Each half is
+    recorded in its database's run history (phase reconcile)."""
 
+    def __init__(self, settings: Settings, config: TableConfig, run_id: str):
+        self.settings, self.config, self.run_id = settings, config, run_id
+        self.deleted = {"replica": 0, "raw": 0}
+        self.conns = _Connections(settings)
+        try:
+            self.schema = mysql.reflect_table(self.conns.replica, settings.replica_url.database, config.name)
+            self.key = None
+            if self.schema is not None:
+                self.key = _integer_key(config, {c.name: c for c in self.schema.columns})
+                if self.key is None:
+                    raise ValueError(f"table {config.name!r}: reconcile needs a single integer primary key")
+        except BaseException:
+            self.conns.close()
+            raise
+        self.source, self.replica_side, self.raw_side = _sides(settings, self.conns, config.name)
+        self.started = tracking.utc_now()
 
-def _delete(conn, dialect: str, ctx: dict, table: Ident, key: Ident, keys: list[int]) -> int:
-    count = 0
-    statement = render(f"{dialect}/reconcile_delete", table=table, key=key, **ctx)
-    with conn.cursor() as cur:
-        for i in range(0, len(keys), DELETE_BATCH):
-            batch = keys[i:i + DELETE_BATCH]
-            execute(cur, statement, {"keys": tuple(batch) if dialect == "mysql" else list(batch)})
-            count += max(cur.rowcount, 0)
-    return count
+    def __enter__(self) -> "Reconciliation":
+        return self
 
+    def __exit__(self, *exc: Any) -> None:
+        self.conns.close()
 
-def _history(conn, dialect: str, ctx: dict, run_id: str, table: str, deleted: int, started: dt.datetime) -> None:
-    params = {"run_id": run_id, "phase": "reconcile", "table_name": table, "strategy": "keys", "status": "success",
-              "primary_column_name": None, "watermark_before": None, "watermark_after": None, "rows_read": 0,
-              "rows_written": deleted, "values_adjusted": 0, "notes": f"{deleted} rows deleted (keys gone upstream)",
-              "error": None, "started_at": started}
-    if dialect == "postgres":
-        params["id"] = fetch_one(conn, render("postgres/next_run_id"),
-                                 {"history_table": f"{ctx['schema']}.etl_run_history"})[0]
-    with conn.cursor() as cur:
-        execute(cur, render(f"{dialect}/run_history_insert", **ctx), params)
+    @property
+    def possible(self) -> bool:
+        """False when the replica does not have the table yet (nothing to reconcile)."""
+        return self.schema is not None
 
+    def _keys_gone(self, up: Side, down: Side) -> list[int]:
+        diff = Diff(extra_keys=[])
+        compare(up, down, self.key, (self.schema.column(self.key),), diff)
+        return diff.extra_keys
 
-def reconcile(settings: Settings, config: EtlConfig, tables: list[str] | None = None) -> dict[str, dict[str, int]]:
-    run_id = str(uuid.uuid4())
-    return {t.name: reconcile_table(settings, t, run_id) for t in config.select(tables)}
+    def replica(self) -> None:
+        """Under the copy lock. The replica connection autocommits: each batch of deletes on its own."""
+        gone = self._keys_gone(self.source, self.replica_side)
+        self.deleted["replica"] = self.replica_side.delete(self.key, gone, self.settings.raw_schema)
+        tracking.store(self.settings, "replica").write_history(self.conns.replica, self._history("replica"))
+
+    def raw_exists(self) -> bool:
+        return bool(self.raw_side.dialect.reflect_columns(self.conns.raw, self.settings.raw_schema, self.config.name))
+
+    def raw(self) -> None:
+        """Under the load lock, in one transaction with its run-history row."""
+        gone = self._keys_gone(self.replica_side, self.raw_side)
+        self.conns.raw.autocommit = False
+        self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
+        tracking.store(self.settings, "analytics").write_history(self.conns.raw, self._history("raw"))
+        self.conns.raw.commit()
+
+    def _history(self, side: str) -> tracking.History:
+        deleted = self.deleted[side]
+        return tracking.History(run_id=self.run_id, phase="reconcile", table=self.config.name,
+                                started_at=self.started, status="success", strategy="keys", rows_written=deleted,
+                                notes=f"{deleted} rows deleted (keys gone upstream)")

@@ -15,8 +15,9 @@ import re
 from pathlib import Path
 
 from etl import PROJECT_ROOT
-from etl.db import fetch_one, mysql_connect, pg_connect
-from etl.render import Ident, render
+from etl.db import fetch_one
+from etl.dialects import for_url, mysql
+from etl.render import Ident
 from etl.settings import Settings
 
 #: side of the pipeline -> folder of its lineage (alembic.ini's script_location)
@@ -44,11 +45,12 @@ def current(settings: Settings, side: str) -> str | None:
     """The revision stamped in one database's version table (None when there is none to read)."""
     try:
         if side == "replica":
-            conn = mysql_connect(settings.replica_url, role="replica")
-            statement = render("mysql/alembic_version")
+            conn = mysql.connect(settings.replica_url, role="replica")
+            statement = mysql.render("alembic_version")
         else:
-            conn = pg_connect(settings.analytics_url)
-            statement = render("postgres/alembic_version", schema=Ident(settings.raw_schema))
+            target = for_url(settings.analytics_url)
+            conn = target.connect(settings.analytics_url)
+            statement = target.render("alembic_version", schema=Ident(settings.raw_schema))
     except Exception:
         return None
     try:

@@ -1,7 +1,7 @@
 """Alembic environment of the replica MySQL lineage: the copy phase's tracking tables.
 
 The URL comes from ``etl.settings`` (ETL_REPLICA_URL), never from alembic.ini, and connections are
-made by ``etl.db`` so migrations run in the same session setup as the ETL (UTC, utf8mb4) and a
+made by ``etl.dialects`` so migrations run in the same session setup as the ETL (UTC, utf8mb4) and a
 failure is reported with the URL masked. A caller that already holds a connection (``etl migrate``,
 tests) hands it in as ``config.attributes["connection"]`` and commits it itself.
 

@@ -5,7 +5,7 @@ Every table of this lineage, and its version table, lives in the raw schema: ETL
 as ``op.get_context().version_table_schema``.
 
 The URL comes from ``etl.settings`` (ETL_ANALYTICS_URL), never from alembic.ini; connections are
-made by ``etl.db`` so a failure is reported with the URL masked. A caller that already holds a
+made by ``etl.dialects`` so a failure is reported with the URL masked. A caller that already holds a
 connection hands it in as ``config.attributes["connection"]`` and commits it itself.
 """
 
@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from alembic import context
 from alembic.util import CommandError
 
-from etl.render import Ident, render
+from etl.dialects import postgres
+from etl.render import Ident
 from etl.settings import Settings
 
 config = context.config
@@ -85,7 +86,7 @@ def tracking_metadata(schema: str) -> sa.MetaData:
 def run_migrations(connection, schema: str) -> None:
     # `alembic -n postgres upgrade head` on a fresh database: the version table needs its schema.
     if not sa.inspect(connection).has_schema(schema):
-        connection.exec_driver_sql(render("postgres/create_schema", schema=Ident(schema)).plain())
+        postgres.create_schema(connection, schema)
     metadata = tracking_metadata(schema)
 
     def include_name(name, type_, parent_names) -> bool:

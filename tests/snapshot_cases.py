@@ -1,17 +1,27 @@
-"""Golden-file (snapshot) cases of the rendered SQL, built without any database.
+"""Golden-file cases of the recipes (etl/recipe.py), built without any database.
 
-A case is one statement that ``etl.inspect.statements_for`` returns for one demo table of ``tables.yml``,
-one strategy that applies to the table (``full`` always, ``primary`` when it has a
-primary_incremental_column, ``fallback`` when that is none) and one phase variant: the copy phase with
-source and replica on the same server, with them on separate servers, and the load phase.
+A case is one example situation of a phase (``etl.phases.copy.EXAMPLES``, ``etl.phases.load.EXAMPLES``:
+together they reach every branch of the phase's ``decide``) for one demo table of ``tables.yml``: the
+plan is made by ``etl.plan.make_plan`` from a ``TableSchema`` built out of the vendored fact sheet
+``etl/demo_tables.yml`` (mapped by the phase's target dialect), a fixed ``Horizon`` and a fixed
+``StoredState``; the example's facts go through the phase's ``decide`` and ``recipe``, the functions a run
+executes, and the result is printed by ``etl.recipe.describe``, as `etl render` prints it. An example that
+cannot happen to a table (a crowded second to resume past, for a table whose watermark is its key) is
+left out for that table; a schema-drift example takes the table's last column as the one its target lacks.
 
-Each plan is made by ``etl.plan.make_plan`` from a ``TableSchema`` built out of the vendored fact sheet
-``etl/demo_tables.yml``, a fixed ``Horizon`` and a fixed ``StoredState``: the same inputs every run.
+Golden files::
 
-Golden files live in ``tests/snapshots/<dialect>/<table>__<phase>__<strategy>__<template>.sql``
-(``<template>`` is the template name with ``/`` replaced by ``-``; a template rendered twice in one phase,
-like the first and the following keyset batches, gets ``.2`` for its second rendering). They are
-written only by the explicit command::
+    tests/snapshots/<phase>/<table>/<example>.sql     one recipe: its steps in order, with their branches,
+                                                      each statement named by where its text is
+    tests/snapshots/<phase>/<table>/statements.sql    the text of every statement of the table's recipes
+                                                      in that phase, each once (<template>.1, .2 ...)
+    tests/snapshots/shared/<dialect>/<statement>.sql  a statement whose text is the same wherever it
+                                                      appears, in the recipes of two tables or more (the
+                                                      tracking statements, session settings ...)
+
+So a template change shows in the statements files, a change of what runs when in the recipe files.
+
+They are written only by the explicit command::
 
     python -m tests.snapshot_cases --update      # wired to `make snapshots`
 
@@ -24,7 +34,8 @@ import argparse
 import datetime as dt
 import re
 import sys
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -32,11 +43,12 @@ from typing import Any, Iterator, Sequence
 import yaml
 from sqlalchemy.engine import make_url
 
-from etl import PROJECT_ROOT, watermark
+from etl import PROJECT_ROOT, tracking, watermark
 from etl.config import TableConfig, load_config
-from etl.inspect import statements_for
-from etl.phases.common import watermark_candidates
-from etl.plan import Horizon, Plan, StoredState, make_plan
+from etl.dialects import mysql, postgres
+from etl.phases import copy, facts, load
+from etl.plan import RESCAN_LIMIT, Horizon, Plan, StoredState, make_plan, watermark_resume
+from etl.recipe import Example, Recipe, describe
 from etl.render import Ident, Statement
 from etl.schema import INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
 from etl.settings import Settings
@@ -46,34 +58,17 @@ SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots"
 DEMO_TABLES_PATH = PROJECT_ROOT / "etl" / "demo_tables.yml"
 TABLES_PATH = PROJECT_ROOT / "tables.yml"
 
-#: Phase variants: the name used in golden file names -> (phase given to make_plan, settings variant).
-PHASES = {
-    "copy-same-server": ("copy", "same"),
-    "copy-separate-servers": ("copy", "separate"),
-    "load": ("load", "separate"),
-}
-
 SOURCE_DB = "opendental"
 REPLICA_DB = "opendental_replication"
-
-SETTINGS = {
-    # Source and replica on one server (same host and port): the copy runs server-side.
-    "same": Settings(
-        source_url=make_url(f"mysql+pymysql://etl@db.example:3306/{SOURCE_DB}"),
-        replica_url=make_url(f"mysql+pymysql://etl@db.example:3306/{REPLICA_DB}"),
-        analytics_url=make_url("postgresql+psycopg2://etl@pg.example:5432/opendental_analytics"),
-        raw_schema="raw",
-        tables_path=TABLES_PATH,
-    ),
-    # Same host, other port: two servers, rows pass through the ETL process.
-    "separate": Settings(
-        source_url=make_url(f"mysql+pymysql://etl@db.example:3306/{SOURCE_DB}"),
-        replica_url=make_url(f"mysql+pymysql://etl@db.example:3307/{REPLICA_DB}"),
-        analytics_url=make_url("postgresql+psycopg2://etl@pg.example:5432/opendental_analytics"),
-        raw_schema="raw",
-        tables_path=TABLES_PATH,
-    ),
-}
+SETTINGS = Settings(
+    source_url=make_url(f"mysql+pymysql://etl@db.example:3306/{SOURCE_DB}"),
+    replica_url=make_url(f"mysql+pymysql://etl@db.example:3307/{REPLICA_DB}"),
+    analytics_url=make_url("postgresql+psycopg2://etl@pg.example:5432/opendental_analytics"),
+    raw_schema="raw",
+    tables_path=TABLES_PATH,
+)
+#: The phases and their examples.
+PHASES = {"copy": copy, "load": load}
 
 # Fixed clock of every case. The stored watermarks lie before it.
 TIMESTAMP_UPPER = dt.datetime(2025, 6, 1, 12, 0, 0)
@@ -82,6 +77,10 @@ DATE_UPPER = dt.date(2025, 6, 1)
 INTEGER_MAX = 1_000_000
 STORED = {"integer": "500000", "datetime": "2025-05-31 23:59:59.250000", "date": "2025-05-31"}
 COPIED = {"integer": "900000", "datetime": "2025-06-01 11:59:59", "date": "2025-06-01"}
+#: The key the target holds last at a crowded watermark second (a resume example), and the deletedobject
+#: ObjectType of a table with a delete feed.
+RESUME_KEY = 424242
+OBJECT_TYPE = 7
 
 _BASE_TYPE = re.compile(r"^([a-z]+)")
 _LENGTH = re.compile(r"\((\d+)(?:,(\d+))?\)")
@@ -148,7 +147,7 @@ def table_schema(name: str, schema: str = SOURCE_DB) -> TableSchema:
 
 def stored_state(config: TableConfig, schema: TableSchema) -> StoredState:
     """A tracking row with a watermark for every configured incremental column."""
-    columns = watermark_candidates(config, schema)
+    columns = facts.watermark_candidates(config, schema)
     values = {c.name: STORED[c.watermark_kind] for c in columns}
     primary = config.primary_incremental_column
     return StoredState(
@@ -161,7 +160,7 @@ def stored_state(config: TableConfig, schema: TableSchema) -> StoredState:
 
 def horizon(config: TableConfig, schema: TableSchema, phase: str) -> Horizon:
     """Copy: the source clock and column maxima. Load: the same plus the copy watermarks (inclusive)."""
-    columns = watermark_candidates(config, schema)
+    columns = facts.watermark_candidates(config, schema)
     integer_max = {c.name: INTEGER_MAX for c in columns if c.data_type in INTEGER_TYPES}
     inclusive = {}
     if phase == "load":
@@ -170,13 +169,26 @@ def horizon(config: TableConfig, schema: TableSchema, phase: str) -> Horizon:
                    integer_max=integer_max, inclusive=inclusive)
 
 
+def strategy_of(config: TableConfig, example_strategy: str) -> str:
+    """An example's strategy for a table: full, or the table's incremental one (primary or fallback)."""
+    if example_strategy == "full":
+        return "full"
+    return "primary" if config.primary_incremental_column else "fallback"
+
+
 def strategies(config: TableConfig) -> tuple[str, ...]:
     """full always; primary with a primary incremental column; fallback when that is none."""
-    return ("full", "primary") if config.primary_incremental_column else ("full", "fallback")
+    return ("full", strategy_of(config, "incremental"))
+
+
+def mapped_schema(name: str, phase: str) -> TableSchema:
+    """The table as the phase's target dialect maps it (what prepare does after reflection)."""
+    schema = table_schema(name)
+    return mysql.map_table(schema) if phase == "copy" else postgres.map_table(schema)
 
 
 def plan_for(config: TableConfig, phase: str, strategy: str) -> Plan:
-    schema = table_schema(config.name)
+    schema = mapped_schema(config.name, phase)
     return make_plan(phase, config, schema, stored_state(config, schema), horizon(config, schema, phase),
                      strategy_override=strategy)
 
@@ -192,22 +204,14 @@ def demo_config() -> dict[str, TableConfig]:
 
 @dataclass(frozen=True)
 class Case:
-    dialect: str
+    phase: str
     table: str
-    phase: str           # a key of PHASES
-    strategy: str
-    template: str        # e.g. "mysql/copy_select"
-    occurrence: int      # 1 for the first rendering of `template` in this phase, 2 for the second ...
-    statement: Statement
-
-    @property
-    def template_part(self) -> str:
-        name = self.template.replace("/", "-")
-        return name if self.occurrence == 1 else f"{name}.{self.occurrence}"
+    example: Example
+    recipe: Recipe
 
     @property
     def relpath(self) -> str:
-        return f"{self.dialect}/{self.table}__{self.phase}__{self.strategy}__{self.template_part}.sql"
+        return f"{self.phase}/{self.table}/{self.example.name}.sql"
 
     @property
     def path(self) -> Path:
@@ -218,31 +222,67 @@ class Case:
         return self.relpath[: -len(".sql")]
 
 
-def render_golden(statement: Statement) -> str:
-    """Header line, the statement text exactly as rendered, and the sorted bind names."""
-    text = statement.text if statement.text.endswith("\n") else statement.text + "\n"
-    binds = ", ".join(f":{b}" for b in sorted(statement.binds)) or "none"
-    return f"{HEADER}\n{text}-- binds: {binds}\n"
+def resume_after(plan: Plan) -> tuple | None:
+    """The resume key of a crowded watermark second, as plan.watermark_resume finds it (None when the
+    plan cannot have one)."""
+    return watermark_resume(plan, lambda value: RESCAN_LIMIT + 1,
+                            lambda value: tuple(RESUME_KEY for _ in plan.order[1:]))
+
+
+def recipe_for(phase: str, config: TableConfig, example: Example) -> Recipe | None:
+    """The example's recipe for one table, made by the phase's own decide() and recipe(); None when the
+    example cannot happen to this table."""
+    module = PHASES[phase]
+    if example.deletes:
+        config = replace(config, delete_detection="deletedobject", deleted_object_type=OBJECT_TYPE)
+    plan = plan_for(config, phase, strategy_of(config, example.strategy))
+    found = example.facts
+    if example.resume:
+        key = resume_after(plan)
+        if key is None:
+            return None
+        found = replace(found, resume_after=key)
+    if example.drift:  # the table's last column is missing in the target
+        found = replace(found, added=plan.columns[-1:])
+    store = tracking.for_phase(SETTINGS, phase)
+    if phase == "copy":
+        place = copy.Place(SOURCE_DB, REPLICA_DB)
+    else:
+        place = load.Place(REPLICA_DB, postgres, SETTINGS.raw_schema)
+    return module.recipe(plan, module.decide(plan, found), place, store)
 
 
 def iter_cases() -> Iterator[Case]:
     for name, config in demo_config().items():
         if name not in demo_facts():
             raise LookupError(f"table {name!r} of {TABLES_PATH.name} is not in {DEMO_TABLES_PATH.name}")
-        for strategy in strategies(config):
-            for phase_name, (phase, variant) in PHASES.items():
-                plan = plan_for(config, phase, strategy)
-                seen: dict[str, int] = {}
-                for statement in statements_for(SETTINGS[variant], plan):
-                    seen[statement.name] = seen.get(statement.name, 0) + 1
-                    yield Case(dialect=statement.name.split("/", 1)[0], table=name, phase=phase_name,
-                               strategy=strategy, template=statement.name, occurrence=seen[statement.name],
-                               statement=statement)
+        for phase, module in PHASES.items():
+            for example in module.EXAMPLES:
+                recipe = recipe_for(phase, config, example)
+                if recipe is not None:
+                    yield Case(phase=phase, table=name, example=example, recipe=recipe)
+
+
+@lru_cache(maxsize=1)
+def _cases_and_renders() -> tuple[tuple[Case, ...], tuple[tuple[str, dict[str, Any]], ...]]:
+    """Every case, its recipe's statements all rendered, and every template render that took (with the
+    context the code passed; tests/unit/test_templates.py reads them)."""
+    from tests.fakes import recording_renders
+
+    with recording_renders(memo=True) as seen:
+        found = tuple(iter_cases())
+        for case in found:
+            case.recipe.statements()  # every variant of a read, rendered once and kept
+    return found, tuple(seen)
+
+
+def renders() -> tuple[tuple[str, dict[str, Any]], ...]:
+    return _cases_and_renders()[1]
 
 
 @lru_cache(maxsize=1)
 def cases() -> tuple[Case, ...]:
-    found = tuple(iter_cases())
+    found = _cases_and_renders()[0]
     paths = [c.relpath for c in found]
     duplicates = sorted({p for p in paths if paths.count(p) > 1})
     if duplicates:
@@ -250,13 +290,85 @@ def cases() -> tuple[Case, ...]:
     return found
 
 
+@lru_cache(maxsize=1)
+def shared_statements() -> dict[str, Statement]:
+    """Statement name -> the statement, for every statement rendered the same in every case, in the
+    recipes of at least two tables."""
+    texts: dict[str, set[str]] = defaultdict(set)
+    tables: dict[str, set[str]] = defaultdict(set)
+    first: dict[str, Statement] = {}
+    for case in cases():
+        for statement in case.recipe.statements():
+            texts[statement.name].add(statement.text)
+            tables[statement.name].add(case.table)
+            first.setdefault(statement.name, statement)
+    return {name: first[name] for name in sorted(first) if len(texts[name]) == 1 and len(tables[name]) > 1}
+
+
+def shared_relpath(statement: Statement) -> str:
+    return f"shared/{statement.name}.sql"
+
+
+@lru_cache(maxsize=None)
+def catalog(phase: str, table: str) -> dict[tuple[str, str], str]:
+    """(name, text) -> entry id, for the statements of a table's recipes in one phase that are not shared:
+    ``<name>.<n>``, n counting the distinct texts of that template in the order they first appear
+    (examples in EXAMPLES order), so a new example renumbers nothing but its own template's texts."""
+    shared, ids, count = shared_statements(), {}, defaultdict(int)
+    for case in cases():
+        if (case.phase, case.table) == (phase, table):
+            for statement in case.recipe.statements():
+                key = (statement.name, statement.text)
+                if statement.name not in shared and key not in ids:
+                    count[statement.name] += 1
+                    ids[key] = f"{statement.name}.{count[statement.name]}"
+    return dict(sorted(ids.items(), key=lambda item: (item[0][0], int(item[1].rsplit(".", 1)[1]))))
+
+
+def render_recipe(case: Case) -> str:
+    """Header line, then the recipe as `etl render` prints it, each statement's text replaced by the name
+    of the file (and entry) that holds it."""
+    shared, ids = shared_statements(), catalog(case.phase, case.table)
+
+    def where(statement: Statement) -> str:
+        if statement.name in shared:
+            return shared_relpath(statement)
+        return f"statements.sql {ids[(statement.name, statement.text)]}"
+
+    return f"{HEADER}\n{describe(case.recipe, shared=where)}"
+
+
+def render_catalog(phase: str, table: str) -> str:
+    parts = [HEADER]
+    for (name, text), entry in catalog(phase, table).items():
+        binds = ", ".join(f":{b}" for b in sorted(Statement(name, text).binds)) or "none"
+        parts.append(f"\n-- {entry}  (binds: {binds})\n{text.rstrip()};")
+    return "\n".join(parts) + "\n"
+
+
+def render_statement(statement: Statement) -> str:
+    """Header line, the statement text exactly as rendered, and the sorted bind names."""
+    text = statement.text if statement.text.endswith("\n") else statement.text + "\n"
+    binds = ", ".join(f":{b}" for b in sorted(statement.binds)) or "none"
+    return f"{HEADER}\n{text}-- binds: {binds}\n"
+
+
+def expected_files() -> dict[Path, str]:
+    """Every golden file and its content."""
+    files = {case.path: render_recipe(case) for case in cases()}
+    for phase, table in sorted({(c.phase, c.table) for c in cases()}):
+        files[SNAPSHOT_DIR / phase / table / "statements.sql"] = render_catalog(phase, table)
+    files.update({SNAPSHOT_DIR / shared_relpath(s): render_statement(s) for s in shared_statements().values()})
+    return files
+
+
 def golden_files() -> list[Path]:
-    return sorted(SNAPSHOT_DIR.glob("*/*.sql"))
+    return sorted(SNAPSHOT_DIR.rglob("*.sql"))
 
 
 def update(stream=sys.stdout) -> int:
     """Write every golden file and delete the ones no case produces any more."""
-    expected = {c.path: render_golden(c.statement) for c in cases()}
+    expected = expected_files()
     written = removed = 0
     for path, content in expected.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +379,9 @@ def update(stream=sys.stdout) -> int:
         if path not in expected:
             path.unlink()
             removed += 1
+    for folder in sorted((p for p in SNAPSHOT_DIR.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
     print(f"{len(expected)} golden files in {SNAPSHOT_DIR.relative_to(PROJECT_ROOT)}: "
           f"{written} written, {removed} removed", file=stream)
     return 0
@@ -277,9 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--update", action="store_true", help="(re)write the golden files in tests/snapshots/")
     args = parser.parse_args(argv)
     if not args.update:
-        for case in cases():
-            print(case.relpath)
-        print(f"{len(cases())} cases; pass --update to write the golden files", file=sys.stderr)
+        for path in expected_files():
+            print(path.relative_to(SNAPSHOT_DIR))
+        print(f"{len(expected_files())} golden files; pass --update to write them", file=sys.stderr)
         return 0
     return update()
 

@@ -1,1 +1,2 @@
-"""One module per phase; each is a short recipe over plan, render, execute and tracking."""
+"""One module per phase. copy and load: gather facts (facts.py), decide the situation, make the recipe
+(etl/recipe.py) that the executor runs; deletes.py: the deletedobject feed step both use; transform: dbt."""

@@ -1,230 +1,255 @@
-"""Load phase: replica MySQL -> PostgreSQL `raw`, tracked in raw.etl_load_status.
+"""Load phase: replica MySQL -> the analytics database (PostgreSQL `raw`), tracked in raw.etl_load_status.
 
-MySQL renders every row as a ready line of COPY text (mysql/load_select.sql.j2); Python only moves
-bytes. The replica is read in one consistent snapshot together with the copy phase's watermark, which
-bounds the read: the load never reads past what the copy committed. Everything the load writes in
-PostgreSQL (DDL, data, tracking, run history) commits in one transaction: after a crash, all or nothing.
+MySQL renders every row as a ready line of COPY text (mysql/load_select, _macros/copy_text.sql.j2);
+Python only moves bytes. The replica is read in one consistent snapshot together with the copy phase's
+watermark, which bounds the read: the load never reads past what the copy committed. Everything the load
+writes in PostgreSQL (DDL, data, tracking, run history) commits in one transaction: after a crash, all or
+nothing.
+
+:func:`prepare` gathers the facts (read-only), :func:`decide` makes the :class:`Situation` (pure),
+:func:`recipe` the steps (pure): a full refresh truncates and copies (a small full_table lookup is staged
+and compared first, and raw rewritten only when a row changed); an incremental load copies into a stage
+and upserts only the rows that changed.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
-import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any
 
-from etl import progress, tracking, watermark
+from etl import executor, tracking
 from etl.config import TableConfig
-from etl.db import execute, fetch_one, mysql_connect, pg_connect
+from etl.dialects import for_url, mysql
 from etl.errors import SchemaError
-from etl.faults import crash_point
-from etl.phases.deletes import apply_deleted_objects
-from etl.execute import RAW_TEXT_CONV, ChunkReader, capture_horizon, prefetch, read_blocks
-from etl.phases.common import drift, resume_point, watermark_candidates
-from etl.plan import Horizon, Plan, make_plan
-from etl.render import Ident, render
-from etl.schema import TableSchema, reflect_mysql_table, reflect_pg_columns
+from etl.phases import deletes, facts
+from etl.plan import Plan, make_plan
+from etl.recipe import (BLOCK_LABELS, BOUNDARY_LABELS, LOAD_ID, BlockRead, Commit, CopyStream, Example, Exec, Note,
+                        Recipe, Step, Track, Transfer, Variants, When)
+from etl.render import Ident
+from etl.schema import Column
 from etl.settings import Settings
 
-log = logging.getLogger("etl.load")
 
-HISTORY_TABLE = "etl_run_history"
-#: Bytes psycopg2 asks the COPY feed for at a time (a block is handed over whole whatever this is).
-COPY_CHUNK = 1 << 20
+STAGE = Ident("_etl_stage")
 #: A full_table table this small (replica's row estimate) is staged and compared before raw is rewritten,
 #: so an unchanged lookup table is not reloaded (and nothing downstream sees a load) on every run.
 SMALL_TABLE = 100_000
 
 
-def load_table(settings: Settings, config: TableConfig, run_id: str, *, full: bool = False,
-               strategy: str | None = None) -> tracking.Outcome:
-    replica = mysql_connect(settings.replica_url, role="replica", conv=RAW_TEXT_CONV)
-    pg = pg_connect(settings.analytics_url)
-    try:
-        with replica.cursor() as cur:
-            execute(cur, render("mysql/start_snapshot"))
-        plan, target_exists, added = prepare(settings, replica, pg, config, full=full, strategy=strategy)
-        outcome = tracking.Outcome(plan=plan, run_id=run_id,
-                                   started_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
-        outcome.notes.extend(plan.warnings)
-        outcome.history_id = fetch_one(pg, render("postgres/next_run_id"), {
-            "history_table": f"{settings.raw_schema}.{HISTORY_TABLE}"})[0]
-        try:
-            _apply_ddl(pg, settings.raw_schema, plan, target_exists, added, outcome)
-            _run(settings, replica, pg, plan, outcome, target_exists)
-        except Exception as exc:
-            tracking.write_failure(pg, outcome, f"{type(exc).__name__}: {exc}", schema=settings.raw_schema)
-            raise
-        return outcome
-    finally:
-        replica.close()
-        pg.close()
+@dataclass(frozen=True)
+class Facts:
+    """What the load phase found before planning (prepare)."""
+
+    target: str                       # facts.NEW | EMPTY | POPULATED (raw.<table>)
+    added: tuple[Column, ...] = ()    # replica columns raw lacks (schema drift)
+    resume_after: tuple | None = None  # a crowded watermark second's resume key (plan.watermark_resume)
+    estimate: int | None = None       # the replica's row estimate (a full read: progress, small lookups)
+    log_in_replica: bool = True       # the replica holds deletedobject (the feed's log)
 
 
-def prepare(settings: Settings, replica, pg, config: TableConfig, *, full: bool = False,
-            strategy: str | None = None) -> tuple[Plan, bool, list]:
-    """Reflect both sides, read both states and the bounds -> (plan, raw table exists, columns to add).
+@dataclass(frozen=True)
+class Situation:
+    """How this run loads, decided from the plan and the facts (decide)."""
 
-    Read-only: `etl render` uses it too. The DDL it implies is applied by _apply_ddl.
-    """
+    target: str                       # new | empty | populated
+    write: str                        # replace (truncate + COPY) | compare (stage, rewrite if changed) | upsert
+    resume_after: tuple | None
+    added: tuple[Column, ...]
+    deletes: str | None               # feed | no log | None
+    estimate: int | None
+
+    def describe(self) -> str:
+        parts = [f"target {self.target}", {"replace": "replace the contents", "upsert": "stage and upsert",
+                                           "compare": "stage, compare, replace when changed"}[self.write]]
+        if self.resume_after is not None:
+            parts.append("resume past a crowded second")
+        if self.added:
+            parts.append(f"{len(self.added)} column(s) to add")
+        if self.deletes:
+            parts.append(f"deletedobject {self.deletes}")
+        return "; ".join(parts)
+
+
+def decide(plan: Plan, found: Facts) -> Situation:
+    """Pure: the situation of one load run."""
+    write = "upsert"
+    if plan.strategy == "full":
+        small = plan.config.is_full_table and (found.estimate or 0) <= SMALL_TABLE
+        write = "compare" if found.target == facts.POPULATED and small else "replace"
+    deletes = None
+    if plan.config.delete_detection == "deletedobject":
+        deletes = "feed" if found.log_in_replica else "no log"
+    return Situation(
+        target=found.target, write=write,
+        resume_after=found.resume_after if found.target != facts.NEW else None,
+        added=found.added if found.target != facts.NEW else (),
+        deletes=deletes, estimate=found.estimate if plan.strategy == "full" else None,
+    )
+
+
+#: Situations the golden files show for every table; together they reach every branch of decide().
+EXAMPLES = (
+    Example("full-new", "full", Facts(facts.NEW, estimate=1000)),
+    Example("full-populated", "full", Facts(facts.POPULATED, estimate=SMALL_TABLE + 1)),
+    Example("full-small-lookup", "full", Facts(facts.POPULATED, estimate=1000)),
+    Example("incremental", "incremental", Facts(facts.POPULATED)),
+    Example("resume-deletes", "incremental", Facts(facts.POPULATED), resume=True, deletes=True),
+    Example("schema-drift", "incremental", Facts(facts.POPULATED), drift=True),
+    Example("deletes-without-log", "incremental", Facts(facts.EMPTY, log_in_replica=False), deletes=True),
+)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the load reads and writes: the replica database, the target's dialect and raw schema."""
+
+    replica_db: str
+    target: ModuleType
+    raw_schema: str
+
+
+def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store) -> Recipe:
+    """Pure: the steps of one load run, in order."""
+    target, table, schema = place.target, plan.table, Ident(place.raw_schema)
+    columns = tuple(c.name for c in plan.columns)
+    steps: list[Step] = []
+    if situation.target == facts.NEW:  # inside the load's transaction: DDL commits (or not) with the data
+        steps += [Exec("new table", "analytics", target.render("create_raw_table", schema=schema, table=table,
+                                                               columns=plan.columns, key=plan.key)),
+                  Exec("new table", "analytics", target.render("create_load_marker_index", schema=schema,
+                                                               table=table,
+                                                               name=Ident(f"ix_{table}__etl_load_id"[:63])))]
+    for column in situation.added:
+        steps += [Exec("schema drift", "analytics", target.render("add_column", schema=schema, table=table,
+                                                                  column=column)),
+                  Note("schema drift", f"column {column.name!r} added to {place.raw_schema}.{table}", log="warning")]
+    if situation.resume_after is not None:
+        steps.append(Note("resume", facts.resume_note(situation.resume_after), log="info"))
+    # Tracking commits with the data, so a commit lost in a server crash loses both: the next run reads
+    # the same rows again. Nothing is gained by waiting for the WAL flush.
+    steps.append(Exec("always", "analytics", target.render("session_fast_commit")))
+
+    def copy_into(into: Ident, in_schema: Ident | None, branch: str, **kwargs: Any) -> Transfer:
+        sink = CopyStream("analytics", target.render("copy_from_stdin", schema=in_schema, table=into,
+                                                     columns=columns), feed=target.copy_in, fault="load.during_copy",
+                          counts=kwargs.pop("counts", ()))
+        return Transfer(branch, _read(plan, situation), sink, label=f"load {table}", estimate=situation.estimate,
+                        **kwargs)
+
+    stage = Exec("stage", "analytics", target.render("create_stage", stage=STAGE, schema=schema, table=table))
+    if situation.write == "compare":
+        context = dict(schema=schema, table=table, stage=STAGE, columns=columns)
+        steps += [stage, copy_into(STAGE, None, "compare"),
+                  When("compare", "analytics", target.render("load_stage_differs", **context), then=(
+                      Exec("compare", "analytics", target.render("truncate", schema=schema, table=table)),
+                      Exec("compare", "analytics", target.render("load_replace_from_stage", **context),
+                           counts=("rows_written",))),
+                      otherwise="full_table refresh: no row changed, raw left as it was")]
+    elif situation.write == "replace":
+        if situation.target == facts.POPULATED:
+            steps.append(Exec("replace", "analytics", target.render("truncate", schema=schema, table=table)))
+        steps.append(copy_into(table, schema, "replace", counts=("rows_written",)))
+    else:
+        upsert = target.render("load_upsert", schema=schema, table=table, stage=STAGE, columns=columns,
+                               key=plan.key, update_columns=tuple(c for c in columns if c not in plan.key))
+        steps.append(copy_into(STAGE, None, "upsert", setup=(stage,),
+                               finish=(Exec("upsert", "analytics", upsert, counts=("rows_written",)),)))
+    if situation.deletes == "feed":
+        steps.append(deletes.feed_step(plan.config, plan.key[0], phase="load", read_on="replica",
+                                       log_database=place.replica_db, write_on="analytics", write=target,
+                                       write_scope=store.scope, store=store))
+    elif situation.deletes == "no log":
+        steps.append(Note(deletes.BRANCH, "deletedobject is not in the replica: configure it in tables.yml; "
+                                          "no deletes applied"))
+    steps += [Track("always", "analytics", store.writer(plan, final=True), fault="load.before_tracking"),
+              Commit("always", "analytics", fault_before="load.before_commit")]
+    return Recipe("load", plan, situation, tuple(steps))
+
+
+def _read(plan: Plan, situation: Situation) -> BlockRead:
+    """Blocks of COPY text rendered by the replica, in the load's one snapshot; every line ends with the
+    load id (raw._etl_load_id)."""
+
+    def render(statement: str, **flags: Any):
+        context = {"database": None} if statement == "read_boundary" else {}
+        return mysql.render(statement, plan=plan, **context, **flags)
+
+    return BlockRead(
+        on="replica", session=(mysql.render("session_blocks"), mysql.render("session_blocks_limit")),
+        boundary=Variants(lambda **f: render("read_boundary", **f), ("after_key",), BOUNDARY_LABELS),
+        block=Variants(lambda **f: render("load_select", **f), ("after_key", "upto_key"), BLOCK_LABELS),
+        params=dict(plan.window_params(), **plan.admission_params(), load_id=LOAD_ID),
+        start_after=situation.resume_after)
+
+
+# ---------------------------------------------------------------- running it
+
+def prepare(settings: Settings, replica: Any, analytics: Any, config: TableConfig, *, full: bool = False,
+            strategy: str | None = None) -> Recipe:
+    """Gather the facts (read-only), decide the situation, make the recipe. `etl render` uses it too."""
+    target = for_url(settings.analytics_url)
     rep_db, schema_name = settings.replica_url.database, settings.raw_schema
-    schema = reflect_mysql_table(replica, rep_db, config.name)
+    schema = mysql.reflect_table(replica, rep_db, config.name)
     if schema is None:
         raise SchemaError(f"table {config.name!r} does not exist in the replica database {rep_db}: run `etl copy` first")
-    existing = reflect_pg_columns(pg, schema_name, config.name)
-    added, notes = [], []
+    schema = target.map_table(schema)
+    existing = target.reflect_columns(analytics, schema_name, config.name)
+    added, notes = (), ()
     if existing:
-        added, notes = drift(schema, existing, lambda col, t: _same_pg_type(col.pg_type, t))
-    state = tracking.read_state(pg, "load", config.name, schema=schema_name)
-    copy_state = tracking.read_state(replica, "copy", config.name)
-    horizon = _horizon(replica, rep_db, config, schema, copy_state)
+        added, notes = facts.drift(schema, existing, lambda col, t: target.same_type(target.column_type(col), t))
+    store = tracking.for_phase(settings, "load")
+    state = store.read_state(analytics, "load", config.name)
+    copy_state = tracking.for_phase(settings, "copy").read_state(replica, "copy", config.name)
+    horizon = facts.copied_horizon(replica, rep_db, config, schema, copy_state)
     plan = make_plan("load", config, schema, state, horizon, force_full=full, strategy_override=strategy,
                      target_exists=bool(existing))
     if notes:
-        plan = replace(plan, warnings=plan.warnings + tuple(notes))
-    return plan, bool(existing), added
+        plan = replace(plan, warnings=plan.warnings + notes)
+
+    found_target = facts.target_state(analytics, target, store.scope, plan.table, bool(existing))
+    resume_after = None
+    if found_target != facts.NEW:  # raw is the load's target
+        resume_after = facts.resume_point(replica, rep_db, plan, analytics, target, store.scope)
+    estimate = mysql.row_estimate(replica, rep_db, plan.table) if plan.strategy == "full" else None
+    log_in_replica = True
+    if config.delete_detection == "deletedobject":
+        log_in_replica = mysql.reflect_table(replica, rep_db, "deletedobject") is not None
+    found = Facts(target=found_target, added=added, resume_after=resume_after, estimate=estimate,
+                  log_in_replica=log_in_replica)
+    return recipe(plan, decide(plan, found), Place(rep_db, target, schema_name), store)
 
 
-def _apply_ddl(pg, schema_name: str, plan: Plan, exists: bool, added: list, outcome: tracking.Outcome) -> None:
-    """Inside the load's transaction: PostgreSQL DDL commits (or not) together with the data."""
-    schema = Ident(schema_name)
-    with pg.cursor() as cur:
-        if not exists:
-            execute(cur, render("postgres/create_raw_table", schema=schema, table=plan.table,
-                                columns=plan.columns, key=plan.key))
-            execute(cur, render("postgres/create_load_marker_index", schema=schema, table=plan.table,
-                                name=Ident(f"ix_{plan.table}__etl_load_id"[:63])))
-        for column in added:
-            execute(cur, render("postgres/add_column", schema=schema, table=plan.table, column=column))
-            outcome.notes.append(f"column {column.name!r} added to {schema_name}.{plan.table}")
-            log.warning("%s: column %s added to %s.%s", plan.table, column.name, schema_name, plan.table)
-
-
-def _same_pg_type(expected: str, actual: str) -> bool:
-    aliases = {"timestamp": "timestamp without time zone", "varchar": "character varying"}
-    normal = expected
-    for short, long in aliases.items():
-        if normal.startswith(short):
-            normal = long + normal[len(short):]
-    return normal == actual
-
-
-def _horizon(replica, database: str, config: TableConfig, schema: TableSchema, copy_state) -> Horizon:
-    """The copy phase's committed watermarks bound the read (inclusive); without them, the replica's clock."""
-    base = capture_horizon(replica, watermark_candidates(config, schema), database, config.name, render)
-    inclusive = {}
-    if copy_state.status is not None:
-        for column in watermark_candidates(config, schema):
-            if column.name == copy_state.primary_column_name:
-                text = copy_state.last_primary_value
-            else:
-                text = copy_state.column_values.get(column.name)
-            value = watermark.parse(text, column.watermark_kind)
-            if value is not None:
-                inclusive[column.name] = value
-    return Horizon(timestamp_upper=base.timestamp_upper, datetime_upper=base.datetime_upper,
-                   date_upper=base.date_upper, integer_max=base.integer_max, inclusive=inclusive)
-
-
-def _resume_point(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome) -> tuple | None:
-    """raw is the load's target: it holds exactly what was loaded."""
-    schema, key = Ident(settings.raw_schema), tuple(plan.order[1:])
-    return resume_point(replica, settings.replica_url.database, plan, outcome, lambda value: fetch_one(
-        pg, render("postgres/watermark_last_key", schema=schema, table=plan.table,
-                   column=plan.primary.column, key=key), {"value": value}))
-
-
-def _estimate(replica, database: str, plan: Plan) -> int | None:
-    """Rows a full read will see, from the server's statistics (progress, SMALL_TABLE); None when incremental."""
-    if plan.strategy != "full":
-        return None
-    row = fetch_one(replica, render("mysql/reflect_table"), {"schema": database, "table": plan.table})
-    return int(row[2]) if row and row[2] is not None else None
-
-
-def _run(settings: Settings, replica, pg, plan: Plan, outcome: tracking.Outcome, target_exists: bool) -> None:
-    schema_name = Ident(settings.raw_schema)
-    log.info("%s", plan.describe())
-    columns = tuple(c.name for c in plan.columns)
-
-    def render_block(after_key: bool, upto_key: bool):
-        return render("mysql/load_select", plan=plan, after_key=after_key, upto_key=upto_key)
-
-    def render_boundary(after_key: bool):
-        return render("mysql/read_boundary", plan=plan, database=None, after_key=after_key)
-
-    params = dict(plan.window_params(), load_id=outcome.history_id)
-    estimate = _estimate(replica, settings.replica_url.database, plan)
-    start_after = _resume_point(settings, replica, pg, plan, outcome) if target_exists else None
-    # From here until blocks is closed, the prefetch thread alone uses the replica connection.
-    blocks = prefetch(read_blocks(replica, plan, render_block, render_boundary, params, max_rows=plan.batch_size,
-                                  start_after=start_after))
-    first = next(blocks, None)  # nothing to load: no stage, no COPY, no upsert
-
-    def lines():
-        with progress.track(f"load {plan.table}", estimate=estimate) as bar:
-            for block in itertools.chain([first], blocks):
-                for bound, value in zip(plan.bounds, block.maxima):
-                    outcome.observe(bound.column, value)
-                outcome.rows_read += block.rows
-                outcome.values_adjusted += block.adjusted
-                bar.advance(block.rows)
-                yield block.data
-                yield b"\n"  # the last line's end (not joined to the block: no copy of megabytes)
-                crash_point("load.during_copy")
-
+def _connect(settings: Settings) -> tuple[Any, Any]:
+    replica = mysql.connect(settings.replica_url, role="replica", raw_text=True)
     try:
-        with pg.cursor() as cur:
-            # Tracking commits with the data, so a commit lost in a server crash loses both: the next run
-            # reads the same rows again. Nothing is gained by waiting for the WAL flush.
-            execute(cur, render("postgres/session_fast_commit"))
-            populated = target_exists and fetch_one(pg, render("postgres/table_is_empty", schema=schema_name,
-                                                                 table=plan.table))[0] is False
-            small_lookup = plan.config.is_full_table and (estimate or 0) <= SMALL_TABLE
-            if plan.strategy == "full" and populated and small_lookup:
-                stage = Ident("_etl_stage")
-                execute(cur, render("postgres/create_stage", stage=stage, schema=schema_name, table=plan.table))
-                if first is not None:
-                    copy = render("postgres/copy_from_stdin", schema=None, table=stage, columns=columns)
-                    cur.copy_expert(copy.plain(), ChunkReader(lines()), size=COPY_CHUNK)
-                context = dict(schema=schema_name, table=plan.table, stage=stage, columns=columns)
-                if fetch_one(pg, render("postgres/load_stage_differs", **context))[0]:
-                    execute(cur, render("postgres/truncate", schema=schema_name, table=plan.table))
-                    execute(cur, render("postgres/load_replace_from_stage", **context))
-                    outcome.rows_written = outcome.rows_read
-                else:
-                    outcome.notes.append("full_table refresh: no row changed, raw left as it was")
-            elif plan.strategy == "full":
-                if populated:
-                    execute(cur, render("postgres/truncate", schema=schema_name, table=plan.table))
-                if first is not None:
-                    copy = render("postgres/copy_from_stdin", schema=schema_name, table=plan.table,
-                                  columns=columns)
-                    cur.copy_expert(copy.plain(), ChunkReader(lines()), size=COPY_CHUNK)
-                outcome.rows_written = outcome.rows_read
-            elif first is not None:
-                stage = Ident("_etl_stage")
-                execute(cur, render("postgres/create_stage", stage=stage, schema=schema_name, table=plan.table))
-                copy = render("postgres/copy_from_stdin", schema=None, table=stage, columns=columns)
-                cur.copy_expert(copy.plain(), ChunkReader(lines()), size=COPY_CHUNK)
-                update_columns = tuple(c for c in columns if c not in plan.key)
-                execute(cur, render("postgres/load_upsert", schema=schema_name, table=plan.table, stage=stage,
-                                    columns=columns, key=plan.key, update_columns=update_columns))
-                outcome.rows_written = max(cur.rowcount, 0)
+        analytics = for_url(settings.analytics_url).connect(settings.analytics_url)
+    except BaseException:
+        replica.close()
+        raise
+    return replica, analytics
+
+
+def preview(settings: Settings, config: TableConfig, *, strategy: str | None = None) -> Recipe:
+    """`etl render load TABLE`: the recipe a run would follow now; changes nothing."""
+    replica, analytics = _connect(settings)
+    try:
+        return prepare(settings, replica, analytics, config, strategy=strategy)
     finally:
-        blocks.close()
-    if outcome.values_adjusted:
-        outcome.notes.append(f"{outcome.values_adjusted} values adjusted (zero dates to NULL, NUL bytes removed)")
-    if plan.config.delete_detection == "deletedobject":
-        rep_db = settings.replica_url.database
-        if reflect_mysql_table(replica, rep_db, "deletedobject") is None:
-            outcome.notes.append("deletedobject is not in the replica: configure it in tables.yml; no deletes applied")
-        else:
-            deleted = apply_deleted_objects(replica, rep_db, rep_db, pg, "postgres", {"schema": schema_name},
-                                            plan.config, plan.key[0], "load", schema=settings.raw_schema)
-            outcome.notes.append(f"{deleted} rows deleted (deletedobject feed)")
-    crash_point("load.before_tracking")
-    tracking.write_success(pg, outcome, schema=settings.raw_schema)
-    crash_point("load.before_commit")
-    pg.commit()
-    replica.rollback()
+        replica.close()
+        analytics.close()
+
+
+def load_table(settings: Settings, config: TableConfig, run_id: str, *, full: bool = False,
+               strategy: str | None = None) -> tracking.Outcome:
+    replica, analytics = _connect(settings)
+    try:
+        mysql.run(replica, "start_snapshot")
+        planned = prepare(settings, replica, analytics, config, full=full, strategy=strategy)
+        outcome = executor.run_phase(planned, {"replica": replica, "analytics": analytics}, run_id=run_id,
+                                     store=tracking.for_phase(settings, "load"), tracked_on="analytics")
+        replica.rollback()  # the end of the load's snapshot
+        return outcome
+    finally:
+        replica.close()
+        analytics.close()

@@ -10,13 +10,16 @@ One run, for the selected tables:
    each table's source in the raw schema.
 3. Select the models of the tables with rows in their window (``--full``: every model of the tables,
    ``--full-refresh``) together with their descendants, and run ``dbt build`` through dbt's Python
-   runner, the windows passed as the var ``etl_load_windows``. Each model reads its window through
+   runner, the windows passed as the var ``etl_load_windows`` (and the watermark rules as
+   ``etl_watermark_floor``, etl/watermark.py). Each model reads its window through
    ``etl_incremental_filter`` and records it with the post-hook ``etl_record_transform``, inside the
    model's own transaction.
 4. From dbt's results: a table whose model, a descendant or one of their tests failed is ``failed`` and
    gets its start-of-run window back (the next run takes the same loads again); a table with nothing to
    do is ``skipped``; the others stay as the post-hook wrote them (``success``). One run-history row per
-   table, phase ``transform``.
+   table, phase ``transform``, written through etl/tracking.py.
+
+The runner (etl/runner.py ``transform_step``) holds the phase's lock around all of it.
 """
 
 from __future__ import annotations
@@ -33,18 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from etl import PROJECT_ROOT
+from etl import PROJECT_ROOT, tracking, watermark
 from etl.config import EtlConfig
-from etl.db import execute, fetch_one, pg_connect
-from etl.errors import ConfigError, EtlError, PhaseError
-from etl.render import Ident, render
-from etl.schema import reflect_pg_columns
-from etl.settings import Settings, mask_secrets, read_dotenv
+from etl.db import fetch_one
+from etl.dialects import for_url
+from etl.errors import ConfigError, PhaseError, first_line
+from etl.render import Ident
+from etl.settings import Settings, read_dotenv
 
 log = logging.getLogger("etl.transform")
 
 SHIPPED_PROJECT_DIR = PROJECT_ROOT / "dbt"
-HISTORY_TABLE = "etl_run_history"
 #: One lock for the phase (etl:transform:dbt): descendants of one table's models read other tables too.
 LOCK_NAME = "dbt"
 #: dbt result statuses that fail a table (models: error; tests: fail, error).
@@ -70,6 +72,7 @@ class TableWindow:
     rows: int = 0
     value_after: str | None = None
     seconds: float = 0.0
+    strategy: str | None = None       # full | incremental; None when skipped
 
 
 # ---------------------------------------------------------------- the dbt project and its environment
@@ -147,28 +150,28 @@ def invoke_dbt(settings: Settings, args: Sequence[str], *, project_dir: Path | N
 # ---------------------------------------------------------------- the phase
 
 def transform_tables(settings: Settings, config: EtlConfig, tables: Sequence[str] | None = None, *,
-                     full: bool = False, run_id: str | None = None):
-    """Transform the tables (None: every configured table; []: none); one TableResult per table."""
-    from etl.runner import TableResult
-
+                     full: bool = False, run_id: str | None = None) -> list[TableWindow]:
+    """Transform the tables (None: every configured table; []: none); what became of each table."""
     if tables is not None and not tables:
         return []
     selected = [t.name for t in config.select(list(tables) if tables else None)]
     run_id = run_id or str(uuid.uuid4())
-    started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    started_at = tracking.utc_now()
     started = time.monotonic()
     project_dir = dbt_project_dir()
-    schema = Ident(settings.raw_schema)
+    store = tracking.for_phase(settings, "transform")
+    target = for_url(settings.analytics_url)
 
-    pg = pg_connect(settings.analytics_url)
+    conn = target.connect(settings.analytics_url)
     try:
-        windows = {name: _read_window(pg, schema, config.tables[name]) for name in config.tables}
-        pg.rollback()
+        windows = {name: _read_window(conn, store, target, settings.raw_schema, config.tables[name])
+                   for name in config.tables}
+        conn.rollback()
     finally:
-        pg.close()
+        conn.close()
     todo = [windows[name] for name in selected]
     dbt_vars = {"etl_load_windows": {w.table: {"after": w.after, "through": w.through}
-                                     for w in windows.values() if w.loaded}}
+                                     for w in windows.values() if w.loaded}, **watermark.dbt_vars()}
 
     for w in todo:
         if not w.loaded:
@@ -194,68 +197,34 @@ def transform_tables(settings: Settings, config: EtlConfig, tables: Sequence[str
         if full:
             args.append("--full-refresh")
         args += ["--select", *sorted({f"{m}+" for w in chosen for m in w.models})]
-        log.info("transform: dbt %s", " ".join("<etl_load_windows>" if a.startswith("{") else a for a in args))
+        log.info("transform: dbt %s", " ".join("<etl vars>" if a.startswith("{") else a for a in args))
         outcome = invoke_dbt(settings, args, project_dir=project_dir, manifest=manifest)
         _apply_results(chosen, manifest, outcome, settings.raw_schema)
 
-    pg = pg_connect(settings.analytics_url)
+    conn = target.connect(settings.analytics_url)
     try:
-        _record(pg, schema, todo, run_id=run_id, started_at=started_at, full=full)
-        pg.commit()
+        _record(conn, store, todo, run_id=run_id, started_at=started_at, full=full)
+        conn.commit()
     finally:
-        pg.close()
+        conn.close()
 
-    results = []
     for w in todo:
-        ok = w.status != "failed"
-        strategy = None if w.status == "skipped" else ("full" if full or w.after is None else "incremental")
-        results.append(TableResult("transform", w.table, ok, strategy, w.rows, w.rows, w.seconds,
-                                   None if ok else w.error))
         log.info("transform %-16s %-8s %s", w.table, w.status,
-                 w.reason or (f"{w.rows} rows" if ok else w.error))
+                 w.reason or (f"{w.rows} rows" if w.status != "failed" else w.error))
     log.info("transform: %d tables in %.2fs", len(todo), time.monotonic() - started)
-    return results
+    return todo
 
 
-def transform_after(settings: Settings, config: EtlConfig, selected: Sequence[Any], earlier: Sequence[Any], *,
-                    full: bool = False, run_id: str | None = None):
-    """The transform step of `etl run` / `etl transform` (etl.runner.run_phases): once, after the other
-    phases, for the selected tables that did not fail in them, under one lock (two dbt runs on the same
-    project never interleave). Never raises: a failure is recorded against every table it concerns."""
-    from etl.locks import LockBusy, table_lock
-    from etl.runner import TableResult
-
-    failed = {r.table: r.phase for r in earlier if not r.ok}
-    results = [TableResult("transform", t.name, False, error=f"skipped: {failed[t.name]} failed")
-               for t in selected if t.name in failed]
-    names = [t.name for t in selected if t.name not in failed]
-    if not names:
-        return results
-    started = time.monotonic()
-    try:
-        with table_lock(settings, "transform", LOCK_NAME):
-            results += transform_tables(settings, config, None if len(names) == len(config.tables) else names,
-                                        full=full, run_id=run_id)
-    except Exception as exc:  # dbt missing, a database down, the lock busy: every table of the step failed
-        message = mask_secrets(str(exc) if isinstance(exc, (EtlError, LockBusy)) else f"{type(exc).__name__}: {exc}")
-        log.error("transform failed: %s", message)
-        log.debug("traceback", exc_info=True)
-        results += [TableResult("transform", name, False, seconds=time.monotonic() - started, error=message)
-                    for name in names]
-    return results
-
-
-def _read_window(pg, schema: Ident, table_config) -> TableWindow:
+def _read_window(conn, store: tracking.Store, target, raw_schema: str, table_config) -> TableWindow:
     w = TableWindow(table=table_config.name, primary_column=table_config.primary_incremental_column)
-    through, after, value, column, _ = fetch_one(pg, render("postgres/transform_state_select", schema=schema),
-                                                 {"table_name": w.table})
+    through, after, value, column, _ = store.transform_state(conn, w.table)
     w.through, w.after, w.stored_value, w.stored_column = through, after, value, column
-    w.loaded = through is not None and bool(reflect_pg_columns(pg, schema, w.table))
+    w.loaded = through is not None and bool(target.reflect_columns(conn, raw_schema, w.table))
     if w.loaded:
         params = {"through": through} | ({"after": after} if after is not None else {})
-        statement = render("postgres/transform_pending", schema=schema, table=Ident(w.table),
-                           has_after=after is not None)
-        w.pending = bool(fetch_one(pg, statement, params)[0])
+        statement = target.render("transform_pending", schema=Ident(raw_schema), table=Ident(w.table),
+                                  has_after=after is not None)
+        w.pending = bool(fetch_one(conn, statement, params)[0])
     return w
 
 
@@ -266,12 +235,12 @@ def _parse(settings: Settings, project_dir: Path) -> tuple[Any, str | None]:
     if wants_packages and not (project_dir / "dbt_packages").is_dir():
         deps = invoke_dbt(settings, ["deps"], project_dir=project_dir)
         if not deps.success:
-            reason = _first_line(deps.exception) if deps.exception else "see dbt's output above"
+            reason = first_line(deps.exception, lines=3) if deps.exception else "see dbt's output above"
             return None, f"dbt deps failed for {project_dir}: {reason}"
     result = invoke_dbt(settings, ["parse"], project_dir=project_dir)
     if result.success and result.result is not None:
         return result.result, None
-    reason = _first_line(result.exception) if result.exception else "dbt parse failed (see dbt's output above)"
+    reason = first_line(result.exception, lines=3) if result.exception else "dbt parse failed (see dbt's output above)"
     return None, f"dbt could not parse {project_dir}: {reason}"
 
 
@@ -314,7 +283,7 @@ def _apply_results(chosen: list[TableWindow], manifest, outcome, raw_schema: str
     """Each chosen table's status from dbt's own results."""
     results = list(getattr(outcome.result, "results", None) or [])
     if not results:
-        reason = _first_line(outcome.exception) if outcome.exception else "dbt build returned no results"
+        reason = first_line(outcome.exception, lines=3) if outcome.exception else "dbt build returned no results"
         for w in chosen:
             w.status, w.error = "failed", f"dbt build failed: {reason}"
         return
@@ -327,7 +296,7 @@ def _apply_results(chosen: list[TableWindow], manifest, outcome, raw_schema: str
         w.seconds = sum(r.execution_time or 0.0 for r in own if r is not None)
         if bad:
             w.status = "failed"
-            w.error = "; ".join(f"{r.node.resource_type} {r.node.name}: {_first_line(r.message)}" for r in bad)[:4000]
+            w.error = "; ".join(f"{r.node.resource_type} {r.node.name}: {first_line(r.message, lines=3)}" for r in bad)[:4000]
         elif any(r is None for r in own):
             w.status, w.error = "failed", "dbt reported no result for " + ", ".join(
                 m for m, r in zip(w.models, own) if r is None)
@@ -338,47 +307,34 @@ def _apply_results(chosen: list[TableWindow], manifest, outcome, raw_schema: str
             w.reason = "dbt skipped " + ", ".join(f"{r.node.name} ({r.status})" for r in own)
 
 
-def _record(pg, schema: Ident, todo: list[TableWindow], *, run_id: str, started_at: dt.datetime, full: bool) -> None:
+def _record(conn, store: tracking.Store, todo: list[TableWindow], *, run_id: str, started_at: dt.datetime,
+            full: bool) -> None:
     """Status rows of failed and skipped tables, and one run-history row per table, in one transaction."""
-    with pg.cursor() as cur:
-        for w in todo:
-            if w.status == "success":
-                row = fetch_one(pg, render("postgres/transform_status_select", schema=schema), {"table_name": w.table})
-                if row is None or row[0] != "success" or row[4] != w.through:
-                    w.status = "failed"
-                    w.error = (f"{', '.join(w.models)} ran but recorded no transform of load {w.through}: "
-                               f"add the post-hook etl_record_transform('{w.table}')")
-                else:
-                    w.value_after, w.rows = row[1], int(row[3] or 0)
-            if w.status != "success":
-                execute(cur, render("postgres/transform_status_mark", schema=schema), {
-                    "table_name": w.table,
-                    "primary_column_name": w.stored_column if w.stored_column is not None else w.primary_column,
-                    "last_primary_value": w.stored_value, "last_load_id": w.after,
-                    "transformation_status": w.status,
-                })
-                w.rows, w.value_after = 0, w.stored_value
-            history_id = fetch_one(pg, render("postgres/next_run_id"),
-                                   {"history_table": f"{schema}.{HISTORY_TABLE}"})[0]
-            notes = [f"load window ({w.after}, {w.through}]" if not full else f"full refresh through load {w.through}"]
-            if w.models:
-                notes.append("models: " + ", ".join(w.models))
-            if w.reason:
-                notes.append(w.reason)
-            execute(cur, render("postgres/run_history_insert", schema=schema), {
-                "id": history_id, "run_id": run_id, "phase": "transform", "table_name": w.table,
-                "strategy": None if w.status == "skipped" else ("full" if full or w.after is None else "incremental"),
-                "status": w.status, "primary_column_name": w.primary_column,
-                "watermark_before": w.stored_value, "watermark_after": w.value_after,
-                "rows_read": w.rows, "rows_written": w.rows, "values_adjusted": 0,
-                "notes": "; ".join(notes), "error": w.error, "started_at": started_at,
-            })
-
-
-def _first_line(value: Any) -> str:
-    text = mask_secrets(str(value or "")).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines[:3]) if lines else "(no message)"
+    for w in todo:
+        if w.status == "success":
+            row = store.transform_recorded(conn, w.table)
+            if row is None or row[0] != "success" or row[4] != w.through:
+                w.status = "failed"
+                w.error = (f"{', '.join(w.models)} ran but recorded no transform of load {w.through}: "
+                           f"add the post-hook etl_record_transform('{w.table}')")
+            else:
+                w.value_after, w.rows = row[1], int(row[3] or 0)
+        if w.status != "success":
+            store.mark_transform(conn, w.table, status=w.status,
+                                 primary_column_name=w.stored_column if w.stored_column is not None else w.primary_column,
+                                 last_primary_value=w.stored_value, last_load_id=w.after)
+            w.rows, w.value_after = 0, w.stored_value
+        w.strategy = None if w.status == "skipped" else ("full" if full or w.after is None else "incremental")
+        notes = [f"load window ({w.after}, {w.through}]" if not full else f"full refresh through load {w.through}"]
+        if w.models:
+            notes.append("models: " + ", ".join(w.models))
+        if w.reason:
+            notes.append(w.reason)
+        store.write_history(conn, tracking.History(
+            run_id=run_id, phase="transform", table=w.table, started_at=started_at, status=w.status,
+            strategy=w.strategy, primary_column_name=w.primary_column, watermark_before=w.stored_value,
+            watermark_after=w.value_after, rows_read=w.rows, rows_written=w.rows, notes="; ".join(notes),
+            error=w.error))
 
 
 def dbt_command(settings: Settings, args: Sequence[str]) -> int:
@@ -387,5 +343,5 @@ def dbt_command(settings: Settings, args: Sequence[str]) -> int:
         raise PhaseError("etl dbt: name a dbt command, e.g. `etl dbt source freshness`")
     result = invoke_dbt(settings, args)
     if result.exception is not None:
-        log.error("dbt: %s", _first_line(result.exception))
+        log.error("dbt: %s", first_line(result.exception, lines=3))
     return 0 if result.success else 1

@@ -187,7 +187,7 @@ def test_failure_mid_load_leaves_data_and_tracking_unchanged(proc, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure after the upsert, before tracking")
 
-    monkeypatch.setattr(etl.tracking, "write_success", boom)
+    monkeypatch.setattr(etl.tracking.Writer, "write", boom)
     from etl.config import load_config
     from etl.runner import run_phases
     results = run_phases(proc.settings, load_config(proc.settings.tables_path), ["load"])

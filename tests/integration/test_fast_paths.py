@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-import etl.execute
+import etl.blocks
 import etl.phases.copy
+import etl.plan
 from tests.integration.engine_helpers import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -50,14 +51,16 @@ def _replica(p):
 
 def test_blocks_cut_short_by_the_server_are_read_again_smaller(proc, monkeypatch):
     # The server cuts a GROUP_CONCAT at group_concat_max_len: make that 64 kB, far below a 500-row block.
-    original = etl.execute.execute_plain
+    original = etl.blocks.prepare_session
 
-    def small_blocks(conn, name):
-        original(conn, name)
+    def small_blocks(conn, setup, limit):
+        original(conn, setup, limit)
         with conn.cursor() as cur:
             cur.execute("SET SESSION group_concat_max_len = 65536")
+            cur.execute(limit.plain())  # the limit the reader checks blocks against, now 64 kB
+            return int(cur.fetchone()[0])
 
-    monkeypatch.setattr(etl.execute, "execute_plain", small_blocks)
+    monkeypatch.setattr(etl.blocks, "prepare_session", small_blocks)
     result = proc.run(settings=proc.separate_servers())
     assert result[("copy", "procedurelog")].rows_read == 3000
     assert result[("load", "procedurelog")].rows_read == 3000
@@ -67,7 +70,7 @@ def test_blocks_cut_short_by_the_server_are_read_again_smaller(proc, monkeypatch
 
 
 def test_separate_servers_without_load_data_local_copies_row_by_row(proc, monkeypatch):
-    monkeypatch.setattr(etl.phases.copy, "_infile_enabled", lambda replica: False)
+    monkeypatch.setattr(etl.phases.copy, "infile_enabled", lambda replica: False)
     separate = proc.separate_servers()
     proc.run(settings=separate)
     assert _replica(proc) == _source(proc)
@@ -80,7 +83,7 @@ def test_separate_servers_without_load_data_local_copies_row_by_row(proc, monkey
 @pytest.mark.parametrize("streaming", [False, True], ids=["same-server", "separate-servers"])
 def test_a_crowded_watermark_second_is_not_read_again(proc, streaming):
     settings = proc.separate_servers() if streaming else proc.settings
-    assert etl.execute.RESCAN_LIMIT < 3000  # all 3000 rows share one second
+    assert etl.plan.RESCAN_LIMIT < 3000  # all 3000 rows share one second
     proc.run(settings=settings)
     again = proc.run(settings=settings)
     assert again[("copy", "procedurelog")].rows_read == 0

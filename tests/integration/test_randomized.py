@@ -20,7 +20,7 @@ import random
 
 import pytest
 
-from etl.execute import RESCAN_LIMIT
+from etl.plan import RESCAN_LIMIT
 from tests.integration.engine_helpers import Pipeline
 
 pytestmark = pytest.mark.integration

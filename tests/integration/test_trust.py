@@ -16,7 +16,8 @@ from etl.config import load_config
 from etl.demo import build_demo_source
 from etl.migrate import migrate
 from etl.settings import mask_url
-from etl.verify import reconcile, verify
+from etl.runner import reconcile
+from etl.verify import verify
 from tests.integration.engine_helpers import Pipeline
 
 pytestmark = pytest.mark.integration

@@ -192,3 +192,15 @@ def test_watermark_text_and_usable_follow_the_load_phase(dtype: str, text: str, 
 def test_a_text_column_cannot_carry_a_watermark() -> None:
     with pytest.raises(_CompileError, match="a column of type text cannot carry a watermark"):
         Macros().call("default__etl_watermark_text", "v", "text")
+
+
+def test_the_watermark_floor_is_the_etl_s_own_rule() -> None:
+    """etl transform passes etl/watermark.py's floor; the package's default (a plain `dbt run`) is the same."""
+    from etl import watermark
+
+    assert watermark.dbt_vars() == {"etl_watermark_floor": watermark.FLOOR.isoformat()}
+    assert Macros().call("default__etl_watermark_floor") == watermark.FLOOR.isoformat()
+    later = Macros(variables={"etl_watermark_floor": "1950-01-01"})
+    assert collapse(later.call("default__etl_watermark_usable", "v", "date")) == "v >= date '1950-01-01'"
+    with pytest.raises(_CompileError, match="etl_watermark_floor must be a date"):
+        Macros(variables={"etl_watermark_floor": "1901-01-01' or true --"}).call("default__etl_watermark_floor")

@@ -330,3 +330,74 @@ def test_missing_primary_column_is_warned_and_not_planned_as_primary() -> None:
                      StoredState(status="success", primary_column_name="Gone", last_primary_value="1"), HORIZON)
     assert plan.warnings == ("incremental column 'Gone' does not exist in patient; skipped",)
     assert plan.primary is None and plan.strategy == "full"
+
+
+def test_admission_params_bind_the_watermark_floor_and_the_upper_bound() -> None:
+    from etl import watermark
+
+    primary = make_plan("copy", config(), PATIENT, STORED, HORIZON)
+    assert primary.admission_params() == {"m0_floor": dt.datetime(watermark.FLOOR.year, 1, 1), "m0_hi": TS_UPPER}
+    fallback = make_plan("copy", fallback_config(), APPOINTMENT, FALLBACK_STORED, HORIZON)
+    assert fallback.admission_params() == {  # integers have no floor
+        "m0_hi": 7000, "m1_floor": dt.datetime(1901, 1, 1), "m1_hi": TS_UPPER,
+        "m2_floor": dt.datetime(1901, 1, 1), "m2_hi": DT_UPPER}
+
+
+# --------------------------------------------------------------------------------------------------
+# Resuming past a crowded watermark second (watermark_resume), with fake counts and keys
+
+
+class Target:
+    """What the replica counts at a watermark value, and the last key the phase's target holds there."""
+
+    def __init__(self, count: int, last_key: tuple | None):
+        self.count, self.last_key, self.asked = count, last_key, []
+
+    def count_at(self, value):
+        self.asked.append(("count", value))
+        return self.count
+
+    def last_key_at(self, value):
+        self.asked.append(("key", value))
+        return self.last_key
+
+
+def _resume(plan, target: Target):
+    from etl.plan import watermark_resume
+
+    return watermark_resume(plan, target.count_at, target.last_key_at)
+
+
+def test_a_crowded_second_resumes_past_the_targets_last_key_typed() -> None:
+    from etl.plan import RESCAN_LIMIT
+
+    plan = make_plan("copy", config(), PATIENT, STORED, HORIZON)
+    target = Target(RESCAN_LIMIT + 1, ("4242",))
+    assert _resume(plan, target) == (plan.primary.lower, 4242)  # the key read as text, typed as an integer
+    assert target.asked == [("count", plan.primary.lower), ("key", plan.primary.lower)]
+
+
+def test_a_second_of_at_most_the_limit_is_read_again() -> None:
+    from etl.plan import RESCAN_LIMIT
+
+    plan = make_plan("copy", config(), PATIENT, STORED, HORIZON)
+    target = Target(RESCAN_LIMIT, (4242,))
+    assert _resume(plan, target) is None and target.asked == [("count", plan.primary.lower)]
+
+
+def test_no_key_at_that_second_in_the_target_reads_it_again() -> None:
+    plan = make_plan("copy", config(), PATIENT, STORED, HORIZON)
+    assert _resume(plan, Target(10**6, None)) is None
+
+
+@pytest.mark.parametrize("make", [
+    lambda: make_plan("copy", config(), PATIENT, STORED, HORIZON, force_full=True),            # full
+    lambda: make_plan("copy", fallback_config(), APPOINTMENT, FALLBACK_STORED, HORIZON),      # fallback
+    lambda: make_plan("copy", config(), PATIENT, StoredState(), HORIZON,                      # no watermark yet
+                      strategy_override="primary"),
+    lambda: make_plan("copy", config(primary="PatNum"), PATIENT,                              # the key itself
+                      StoredState(status="success", primary_column_name="PatNum", last_primary_value="10"), HORIZON),
+])
+def test_only_a_primary_date_or_time_watermark_that_is_not_the_key_can_resume(make) -> None:
+    target = Target(10**6, (1,))
+    assert _resume(make(), target) is None and target.asked == []  # nothing even asked

@@ -241,14 +241,14 @@ def test_column_list(predicates) -> None:
 
 
 def test_copy_text_macros() -> None:
-    from etl.schema import Column
+    from etl.dialects.postgres import PgColumn
 
     t = Renderer().env.get_template("_macros/copy_text.sql.j2").make_module({"dialect": "mysql"})
 
     def col(name, data_type, column_type=None):
-        return Column(name=Ident(name), data_type=data_type, column_type=column_type or data_type, nullable=True,
-                      default=None, extra="", charset=None, collation=None, precision=None, scale=None,
-                      char_length=None)
+        return PgColumn(name=Ident(name), data_type=data_type, column_type=column_type or data_type, nullable=True,
+                        default=None, extra="", charset=None, collation=None, precision=None, scale=None,
+                        char_length=None)
 
     assert collapse(t.field(col("n", "bigint"))) == r"IFNULL(`n`, '\\N')"
     assert collapse(t.field(col("f", "float"))) == r"IFNULL(CAST(`f` AS DOUBLE), '\\N')"
@@ -267,7 +267,7 @@ def test_copy_text_macros() -> None:
 
 
 def test_ddl_column_macro() -> None:
-    from etl.schema import Column
+    from etl.dialects.mysql import ReplicaColumn as Column
 
     d = Renderer().env.get_template("_macros/ddl.sql.j2").make_module({"dialect": "mysql"})
     name = Column(name=Ident("LName"), data_type="varchar", column_type="varchar(100)", nullable=True,

@@ -1,79 +1,34 @@
-"""Every template under sql_templates/mysql and sql_templates/postgres is rendered by some test.
+"""Every template under sql_templates/mysql and sql_templates/postgres is rendered by some test, with the
+context its own call site passes.
 
-Templates used by `etl render` (etl.inspect.statements_for) are covered by the golden files; every other
-one is rendered here with the context its call site passes, and its binds are compared with the
-parameters that call site supplies (the aiosql-style two-way check, done before any database sees it).
+The recipes' statements are rendered by the phases' recipe functions (the golden-file cases,
+tests/snapshot_cases.py); every other runtime statement by its own code against fake connections
+(tests/call_sites.py). Recording the renders of both gives every template the context the code really
+passes, so no runtime context is typed by hand here. Only the benchmark and demo builders' templates
+(tools, not the runtime: ``*/bench/*``, ``mysql/demo/*``) are rendered with contexts written below.
 Macro libraries (``_*.sql.j2``) are covered through the templates that import them.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from etl.plan import Bound
 from etl.render import DIALECTS, TEMPLATE_DIR, Ident, render
+from tests import call_sites
 from tests import snapshot_cases as sc
+from tests.fakes import recording_renders
 
 PATIENT = sc.table_schema("patient")
 COLUMNS = PATIENT.columns
-KEY = PATIENT.primary_key
-STATUS_COLUMNS = ("table_name", "column_name", "last_value")
 
 Context = Callable[[], dict[str, Any]]
 
-# template -> (context factory, binds its call site passes)
-RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
-    # ---- MySQL: DDL of the replica (etl/phases/copy.py, etl/migrate.py)
-    "mysql/add_column": (lambda: dict(table=Ident("patient"), column=PATIENT.column("DateTStamp")), set()),
-    "mysql/create_database": (lambda: dict(database=Ident("opendental_replication")), set()),
-    "mysql/create_replica_table": (lambda: dict(table=Ident("patient"), columns=COLUMNS, key=KEY), set()),
-    "mysql/create_replica_index": (lambda: dict(name=Ident("ix_etl_DateTStamp"), table=Ident("patient"),
-                                                columns=(Ident("DateTStamp"), Ident("PatNum"))), set()),
-    "mysql/create_shadow_table": (lambda: dict(shadow=Ident("patient__etl_new"), table=Ident("patient")), set()),
-    "mysql/drop_table": (lambda: dict(table=Ident("patient__etl_old")), set()),
-    "mysql/swap_tables": (lambda: dict(table=Ident("patient"), old=Ident("patient__etl_old"),
-                                       shadow=Ident("patient__etl_new")), set()),
-    "mysql/table_is_empty": (lambda: dict(table=Ident("patient")), set()),
-    # ---- MySQL: sessions, clocks, bounds (etl/db.py, etl/execute.py, etl/phases/*)
-    "mysql/session_init": (dict, set()),
-    "mysql/start_snapshot": (dict, set()),
-    "mysql/read_committed": (dict, set()),
-    "mysql/horizon": (dict, set()),
-    "mysql/max_value": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), column=Ident("PatNum")),
-                        set()),
-    "mysql/copy_window_max": (lambda: dict(bound=Bound(Ident("DateTStamp"), "datetime", 1, 2), table=Ident("patient"),
-                                           database=Ident("opendental_replication")), {"w0_lo", "w0_hi"}),
-    "mysql/lock_acquire": (dict, {"lock_name", "timeout_seconds"}),
-    # ---- MySQL: block reads, the separate-servers copy, the watermark second (etl/execute.py, etl/phases/*)
-    "mysql/session_blocks": (dict, set()),
-    "mysql/session_blocks_limit": (dict, set()),
-    "mysql/local_infile_enabled": (dict, set()),
-    "mysql/copy_stage_clear": (lambda: dict(stage=Ident("_etl_copy_stage")), set()),
-    "mysql/copy_stage_drop": (lambda: dict(stage=Ident("_etl_copy_stage")), set()),
-    "mysql/copy_upsert": (lambda: dict(table=Ident("patient"), columns=tuple(c.name for c in COLUMNS),
-                                       update_columns=tuple(c.name for c in COLUMNS[1:])),
-                          {f"v{i}" for i in range(len(COLUMNS))}),
-    "mysql/copy_select_rows": (lambda: dict(plan=sc.plan_for(sc.demo_config()["patient"], "copy", "primary"),
-                                            database=Ident("opendental"), after_key=True),
-                               {"w0_lo", "w0_hi", "k0", "k1", "batch_size"}),
-    "mysql/watermark_rows": (lambda: dict(database=Ident("opendental_replication"), table=Ident("patient"),
-                                          column=Ident("DateTStamp")), {"value"}),
-    "mysql/watermark_last_key": (lambda: dict(database=Ident("opendental_replication"), table=Ident("patient"),
-                                              column=Ident("DateTStamp"), key=KEY), {"value"}),
-    "postgres/watermark_last_key": (lambda: dict(schema=Ident("raw"), table=Ident("patient"),
-                                                 column=Ident("DateTStamp"), key=KEY), {"value"}),
-    "postgres/session_fast_commit": (dict, set()),
-    "mysql/alembic_version": (dict, set()),
-    "postgres/alembic_version": (lambda: dict(schema=Ident("raw")), set()),
-    "postgres/load_stage_differs": (lambda: dict(schema=Ident("raw"), table=Ident("definition"),
-                                                 stage=Ident("_etl_stage"), columns=tuple(c.name for c in COLUMNS)),
-                                    set()),
-    "postgres/load_replace_from_stage": (lambda: dict(schema=Ident("raw"), table=Ident("definition"),
-                                                      stage=Ident("_etl_stage"),
-                                                      columns=tuple(c.name for c in COLUMNS)), set()),
+# The tools' templates (etl/bench.py, etl/demo.py): template -> (context factory, binds its call site passes)
+TOOL_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/bench/history_mark": (dict, set()),
     "mysql/bench/history_rows": (dict, {"after"}),
     "mysql/bench/count_rows": (lambda: dict(database=Ident("etlbench_base"), table=Ident("patient")), set()),
@@ -82,9 +37,8 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
     "postgres/bench/history_rows": (lambda: dict(schema=Ident("raw")), {"after"}),
     "postgres/bench/count_rows": (lambda: dict(schema=Ident("raw"), table=Ident("patient")), set()),
     "postgres/bench/server_info": (dict, set()),
-    # ---- the benchmark (etl/bench.py)
-    "mysql/bench/pipe_select": (lambda: dict(columns=COLUMNS, database=Ident("etlbench_src"), table=Ident("patient")),
-                                set()),
+    "mysql/bench/pipe_select": (lambda: dict(columns=sc.mapped_schema("patient", "load").columns,
+                                             database=Ident("etlbench_src"), table=Ident("patient")), set()),
     "mysql/bench/insert_select": (lambda: dict(target_db=Ident("etlbench_base"), source_db=Ident("etlbench_src"),
                                                table=Ident("patient"), columns=tuple(c.name for c in COLUMNS)), set()),
     "mysql/bench/create_like": (lambda: dict(target_db=Ident("etlbench_base"), source_db=Ident("etlbench_rep"),
@@ -97,77 +51,22 @@ RENDER_CASES: dict[str, tuple[Context, set[str]]] = {
                                                 table=Ident("patient")), set()),
     "postgres/bench/drop_table": (lambda: dict(schema=Ident("raw"), table=Ident("patient__pipe")), set()),
     "postgres/bench/drop_database": (lambda: dict(database=Ident("etlbench_ana")), set()),
-    # ---- MySQL: verify and reconcile (row hashes per key bucket; deleted keys)
-    "mysql/verify_key_range": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum")),
-                               set()),
-    "mysql/verify_buckets": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum"),
-                                          columns=COLUMNS), {"lo", "hi", "span"}),
-    "mysql/verify_rows": (lambda: dict(database=Ident("opendental"), table=Ident("patient"), key=Ident("PatNum"),
-                                       columns=COLUMNS), {"lo", "hi"}),
-    "mysql/reconcile_delete": (lambda: dict(table=Ident("patient"), key=Ident("PatNum")), {"keys"}),
-    "mysql/deleted_objects": (lambda: dict(database=Ident("opendental")), {"object_type", "after", "batch_size"}),
-    "mysql/existing_keys": (lambda: dict(database=Ident("opendental"), table=Ident("appointment"),
-                                         key=Ident("AptNum")), {"keys"}),
-    # ---- MySQL: reflection (etl/schema.py)
-    "mysql/reflect_table": (dict, {"schema", "table"}),
-    "mysql/reflect_columns": (dict, {"schema", "table"}),
-    "mysql/reflect_primary_key": (dict, {"schema", "table"}),
-    "mysql/reflect_indexes": (dict, {"schema", "table"}),
-    # ---- MySQL: copy tracking (etl/tracking.py, etl/status.py)
-    "mysql/copy_status_select": (dict, {"table_name"}),
-    "mysql/copy_status_all": (dict, set()),
-    "mysql/copy_status_init": (dict, {"table_name", "primary_column_name"}),
-    "mysql/copy_status_mark": (dict, {"table_name", "primary_column_name", "copy_status"}),
-    "mysql/copy_column_status_select": (dict, {"table_name"}),
-    "mysql/copy_column_status_clear": (dict, {"table_name"}),
-    "mysql/copy_column_status_upsert": (dict, set(STATUS_COLUMNS)),
-    # ---- MySQL: demo source (etl/demo.py)
     "mysql/demo/create_database": (lambda: dict(database=Ident("opendental_demo")), set()),
     "mysql/demo/drop_database": (lambda: dict(database=Ident("opendental_demo")), set()),
     "mysql/demo/session_fill": (dict, set()),
-    # ---- PostgreSQL: DDL of raw (etl/phases/load.py, etl/migrate.py)
-    "postgres/create_database": (lambda: dict(database=Ident("opendental_analytics")), set()),
-    "postgres/create_schema": (lambda: dict(schema=Ident("raw")), set()),
-    "postgres/create_raw_table": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), columns=COLUMNS,
-                                               key=KEY), set()),
-    "postgres/create_load_marker_index": (lambda: dict(name=Ident("ix_patient__etl_load_id"), schema=Ident("raw"),
-                                                       table=Ident("patient")), set()),
-    "postgres/add_column": (lambda: dict(schema=Ident("raw"), table=Ident("patient"),
-                                         column=PATIENT.column("DateTStamp")), set()),
-    "postgres/table_is_empty": (lambda: dict(schema=Ident("raw"), table=Ident("patient")), set()),
-    "postgres/reflect_columns": (dict, {"schema", "table"}),
-    "postgres/next_run_id": (dict, {"history_table"}),
-    "postgres/lock_timeout": (dict, {"lock_timeout"}),
-    "postgres/lock_acquire": (dict, {"lock_name"}),
-    # ---- PostgreSQL: verify and reconcile
-    "postgres/verify_key_range": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum")),
-                                  set()),
-    "postgres/verify_buckets": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum"),
-                                             columns=COLUMNS), {"lo", "hi", "span"}),
-    "postgres/verify_rows": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum"),
-                                          columns=COLUMNS), {"lo", "hi"}),
-    "postgres/reconcile_delete": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), key=Ident("PatNum")),
-                                  {"keys"}),
-    # ---- PostgreSQL: load and transform tracking (etl/tracking.py, etl/status.py)
-    "postgres/load_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
-    "postgres/load_status_all": (lambda: dict(schema=Ident("raw")), set()),
-    "postgres/load_status_init": (lambda: dict(schema=Ident("raw")), {"table_name", "primary_column_name"}),
-    "postgres/load_status_mark": (lambda: dict(schema=Ident("raw")),
-                                  {"table_name", "primary_column_name", "load_status"}),
-    "postgres/load_column_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
-    "postgres/load_column_status_clear": (lambda: dict(schema=Ident("raw")), {"table_name"}),
-    "postgres/load_column_status_upsert": (lambda: dict(schema=Ident("raw")), set(STATUS_COLUMNS)),
-    "postgres/transform_status_all": (lambda: dict(schema=Ident("raw")), set()),
-    "postgres/transform_status_init": (lambda: dict(schema=Ident("raw")), {"table_name", "primary_column_name"}),
-    # ---- PostgreSQL: the transform phase (etl/phases/transform.py)
-    "postgres/transform_state_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
-    "postgres/transform_pending": (lambda: dict(schema=Ident("raw"), table=Ident("patient"), has_after=True),
-                                   {"through", "after"}),
-    "postgres/transform_status_mark": (lambda: dict(schema=Ident("raw")),
-                                       {"table_name", "primary_column_name", "last_primary_value", "last_load_id",
-                                        "transformation_status"}),
-    "postgres/transform_status_select": (lambda: dict(schema=Ident("raw")), {"table_name"}),
 }
+
+
+@lru_cache(maxsize=1)
+def runtime_renders() -> dict[str, dict[str, Any]]:
+    """Template -> the context of its first render by the runtime's own code (recipes, call sites)."""
+    with recording_renders() as seen:
+        for driver in call_sites.DRIVERS:
+            driver()
+    first: dict[str, dict[str, Any]] = {}
+    for name, context in [*sc.renders(), *seen]:
+        first.setdefault(name, context)
+    return first
 
 
 def all_templates() -> list[str]:
@@ -187,16 +86,16 @@ def demo_templates() -> dict[str, Any]:
     return demo.demo_tables()
 
 
-GOLDEN_TEMPLATES = {c.template for c in sc.cases()}
-
-
 def test_every_template_is_rendered_by_some_test() -> None:
-    covered = GOLDEN_TEMPLATES | set(RENDER_CASES) | {"mysql/demo/create_table"}
+    covered = set(runtime_renders()) | set(TOOL_CASES) | {"mysql/demo/create_table"}
     covered |= {f"mysql/demo/fill_{name}" for name in demo_templates()}
     missing = [name for name in all_templates() if name not in covered]
-    assert not missing, f"templates no test renders (add a golden case or a RENDER_CASES entry): {missing}"
-    unknown = sorted(set(RENDER_CASES) - set(all_templates()))
-    assert not unknown, f"RENDER_CASES names templates that do not exist: {unknown}"
+    assert not missing, (f"templates no code path of the tests renders (a recipe example, a driver of "
+                         f"tests/call_sites.py, or a tool case here): {missing}")
+    unknown = sorted(set(TOOL_CASES) - set(all_templates()))
+    assert not unknown, f"TOOL_CASES names templates that do not exist: {unknown}"
+    runtime_tools = sorted(n for n in runtime_renders() if "/bench/" in n or "/demo/" in n)
+    assert not runtime_tools, f"the runtime renders tool templates: {runtime_tools}"
 
 
 def test_macro_libraries_are_imported_by_some_template() -> None:
@@ -206,49 +105,44 @@ def test_macro_libraries_are_imported_by_some_template() -> None:
         assert f'import "{name}"' in sources, f"{name} is imported by no template"
 
 
-@pytest.mark.parametrize("name", sorted(RENDER_CASES))
-def test_template_renders_with_the_binds_its_caller_passes(name: str) -> None:
-    context, binds = RENDER_CASES[name]
+@pytest.mark.parametrize("name", sorted(TOOL_CASES))
+def test_tool_template_renders_with_the_binds_its_caller_passes(name: str) -> None:
+    context, binds = TOOL_CASES[name]
     statement = render(name, **context())
     assert statement.binds == binds
-    statement.to_dbapi({b: None for b in binds})  # the two-way check the driver call performs
     assert statement.text.strip(), f"{name} rendered empty"
     assert statement.text == statement.text.lstrip(), f"{name}: leading blank space before the SQL"
 
 
-def _plain_strings(context: dict[str, Any]) -> dict[str, Any]:
-    """The context with every Ident (alone or in a tuple) replaced by an equal plain str."""
-    out = {}
-    for key, value in context.items():
-        if isinstance(value, Ident):
-            out[key] = str(value)
-        elif isinstance(value, tuple) and value and all(isinstance(v, Ident) for v in value):
-            out[key] = tuple(str(v) for v in value)
-        else:
-            out[key] = value
-    return out
+def _plain_strings(value: Any) -> Any:
+    """The value with every Ident (alone or in a tuple) replaced by an equal plain str."""
+    if isinstance(value, Ident):
+        return str(value)
+    if isinstance(value, tuple) and value and all(isinstance(v, Ident) for v in value):
+        return tuple(str(v) for v in value)
+    return value
 
 
-def _has_ident(context: dict[str, Any]) -> bool:
-    return any(type(a) is not type(b) or a is not b for a, b in
-               zip(context.values(), _plain_strings(context).values()))
+def _ident_cases() -> list[tuple[str, dict[str, Any]]]:
+    contexts = dict(runtime_renders())
+    contexts.update({name: context() for name, (context, _) in TOOL_CASES.items()})
+    return sorted((name, context) for name, context in contexts.items()
+                  if any(_plain_strings(v) is not v for v in context.values()))
 
 
-IDENT_CASES = sorted(n for n, (context, _) in RENDER_CASES.items() if _has_ident(context()))
-
-
-@pytest.mark.parametrize("name", IDENT_CASES)
-def test_template_refuses_plain_string_identifiers(name: str) -> None:
-    """Every Ident of the context passed as a plain str instead: the render must fail, not print it."""
+@pytest.mark.parametrize("name, context", _ident_cases(), ids=[n for n, _ in _ident_cases()])
+def test_template_refuses_plain_string_identifiers(name: str, context: dict[str, Any]) -> None:
+    """Every Ident its caller passes, passed as a plain str instead: the render must fail, not print it."""
     from etl.errors import RenderError
 
     with pytest.raises(RenderError, match="unchecked identifier"):
-        render(name, **_plain_strings(RENDER_CASES[name][0]()))
+        render(name, **{k: _plain_strings(v) for k, v in context.items()})
 
 
-def test_render_statements_have_no_leading_blank_space() -> None:
-    for case in sc.cases():
-        assert case.statement.text == case.statement.text.lstrip(), case.id
+def test_rendered_statements_have_no_leading_blank_space() -> None:
+    for name, context in runtime_renders().items():
+        text = render(name, **context).text
+        assert text == text.lstrip() and text.strip(), name
 
 
 # ---- demo source templates (etl/demo.py): DDL from the fact sheet, one INSERT ... SELECT per table

@@ -16,6 +16,7 @@
     'primary_column':     adapter.dispatch('etl_primary_column', 'etl_tracking'),
     'watermark_kind':     adapter.dispatch('etl_watermark_kind', 'etl_tracking'),
     'watermark_usable':   adapter.dispatch('etl_watermark_usable', 'etl_tracking'),
+    'watermark_floor':    adapter.dispatch('etl_watermark_floor', 'etl_tracking'),
     'watermark_text':     adapter.dispatch('etl_watermark_text', 'etl_tracking')
   }) -}}
 {%- endmacro %}

@@ -1,5 +1,7 @@
-{#- Watermark values in the load phase's rules (etl/watermark.py), in SQL:
-    usable:  not NULL, and a date or time after 1900 (0001-01-01 and 1900-01-01 mean "no date")
+{#- Watermark values in the load phase's rules (etl/watermark.py, the one place they are decided), in SQL:
+    usable:  not NULL, and a date or time on or after the floor, the var etl_watermark_floor (`etl
+             transform` passes watermark.FLOOR; the default here is the same date): 0001-01-01 and
+             1900-01-01 mean "no date"
     text:    integers in decimal; dates YYYY-MM-DD; timestamps 'YYYY-MM-DD HH:MM:SS', with '.ffffff'
              only when the microseconds are not zero. -#}
 {% macro default__etl_watermark_kind(dtype) -%}
@@ -14,8 +16,17 @@
 {% macro default__etl_watermark_usable(expr, dtype) -%}
   {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
   {%- if etl.watermark_kind(dtype) == 'integer' -%}{{ expr }} is not null
-  {%- else -%}{{ expr }} >= date '1901-01-01'
+  {%- else -%}{{ expr }} >= date '{{ etl.watermark_floor() }}'
   {%- endif -%}
+{%- endmacro %}
+
+{#- The first date a watermark may hold: var etl_watermark_floor, checked to be a date (it is written into SQL). -#}
+{% macro default__etl_watermark_floor() -%}
+  {%- set floor = var('etl_watermark_floor', '1901-01-01') | string -%}
+  {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', floor) -%}
+    {{- exceptions.raise_compiler_error("etl_tracking: var etl_watermark_floor must be a date YYYY-MM-DD, got " ~ floor) -}}
+  {%- endif -%}
+  {{- return(floor) -}}
 {%- endmacro %}
 
 {% macro default__etl_watermark_text(expr, dtype) -%}

@@ -1,0 +1,232 @@
+"""Runs a recipe (etl/recipe.py): the one place where a phase's statements are executed and rows move.
+
+It knows connections (by the roles a recipe names: source, replica, analytics), cursors, the block and
+batch readers (etl/blocks.py), progress lines and fault points; it knows nothing of tables.yml or of why a
+step is there. Everything it learns (rows read and written, watermark maxima, notes) goes into the run's
+:class:`etl.tracking.Outcome`, which the recipe's tracking steps write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from typing import Any, Iterator, Mapping
+
+from etl import progress, tracking, watermark
+from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
+from etl.db import execute, fetch_all, fetch_one
+from etl.faults import crash_point, drop_point
+from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
+                        Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
+
+log = logging.getLogger("etl.executor")
+
+
+def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: tracking.Store,
+              tracked_on: str) -> tracking.Outcome:
+    """One phase run of one table: its Outcome (the plan's warnings as its first notes, the run-history id
+    taken first where the tracking database assigns it: it is the load id), the recipe run, and on any
+    error the failure recorded by `store` on the `tracked_on` connection before the error goes on."""
+    plan = recipe.plan
+    outcome = tracking.Outcome(plan=plan, run_id=run_id, started_at=tracking.utc_now(), notes=list(plan.warnings))
+    outcome.history_id = store.next_history_id(conns[tracked_on])
+    log.info("%s", plan.describe())
+    try:
+        run(recipe, conns, outcome, values={LOAD_ID.name: outcome.history_id})
+    except Exception as exc:
+        store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
+        raise
+    return outcome
+
+
+def run(recipe: Recipe, conns: Mapping[str, Any], outcome: tracking.Outcome, *,
+        values: Mapping[str, Any] | None = None) -> None:
+    """Run every step of `recipe` in order. `conns`: connection by role; `values`: the RunValue binds."""
+    Executor(recipe, conns, outcome, values or {}).run()
+
+
+class Executor:
+    def __init__(self, recipe: Recipe, conns: Mapping[str, Any], outcome: tracking.Outcome,
+                 values: Mapping[str, Any]):
+        self.recipe = recipe
+        self.plan = recipe.plan
+        self.conns = conns
+        self.outcome = outcome
+        self.values = dict(values)
+
+    def run(self) -> None:
+        for step in self.recipe.steps:
+            self.step(step)
+
+    # ------------------------------------------------------------ one step
+
+    def step(self, step: Step, block: Block | Batch | None = None, read_conn: Any = None,
+             extra: Mapping[Any, Any] | None = None) -> None:
+        """Run one step; inside a block loop, `block` is the current block, `extra` its RunValues and
+        `read_conn` the reading connection when this thread owns it (a fault point may drop it)."""
+        if isinstance(step, Exec):
+            with self.conns[step.on].cursor() as cur, _progress(step.progress):
+                execute(cur, step.statement, self._resolve(step.params, extra))
+                self._count(step.counts, max(cur.rowcount, 0))
+        elif isinstance(step, ExecRows):
+            sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
+            with self.conns[step.on].cursor() as cur:
+                cur.executemany(sql, [dict(zip(step.names, row)) for row in block.values])
+                self._count(step.counts, max(cur.rowcount, 0))
+        elif isinstance(step, Observe):
+            value = fetch_one(self.conns[step.on], step.statement, self._resolve(step.params, extra))[0]
+            self.outcome.observe(step.column, watermark.typed(value, step.kind))
+        elif isinstance(step, Note):
+            self.note(step.text, step.log)
+        elif isinstance(step, When):
+            if fetch_one(self.conns[step.on], step.check)[0]:
+                for inner in step.then:
+                    self.step(inner)
+            else:
+                self.note(step.otherwise)
+        elif isinstance(step, Transfer):
+            self.transfer(step)
+        elif isinstance(step, Checkpoint):
+            step.writer.write(self.conns[step.on], self.outcome, status="running")
+        elif isinstance(step, Track):
+            if step.fault:
+                crash_point(step.fault)
+            step.writer.write(self.conns[step.on], self.outcome)
+        elif isinstance(step, Commit):
+            if step.fault_before:
+                crash_point(step.fault_before)
+            self.conns[step.on].commit()
+            if step.fault_after:
+                crash_point(step.fault_after, read_conn)
+        elif isinstance(step, DeleteFeed):
+            self.delete_feed(step)
+        else:
+            raise TypeError(f"unknown step {step!r}")
+
+    def note(self, text: str, level: str | None = None) -> None:
+        self.outcome.notes.append(text)
+        if level:
+            log.log(logging.getLevelName(level.upper()), "%s: %s", self.plan.table, text)
+
+    def _count(self, counters: tuple[str, ...], rows: int) -> None:
+        for counter in counters:
+            setattr(self.outcome, counter, getattr(self.outcome, counter) + rows)
+
+    def _resolve(self, params: Mapping[str, Any], extra: Mapping[Any, Any] | None = None) -> dict[str, Any]:
+        out = {}
+        for name, value in params.items():
+            if isinstance(value, RunValue):
+                value = extra[value] if extra and value in extra else self.values[value.name]
+            out[name] = value
+        return out
+
+    def _account(self, block: Block | Batch) -> None:
+        """A block read (and, in a block loop, written): its rows and the watermark values it holds."""
+        self.outcome.rows_read += block.rows
+        self.outcome.values_adjusted += block.adjusted
+        for bound, value in zip(self.plan.bounds, block.maxima):
+            self.outcome.observe(bound.column, value)
+
+    # ------------------------------------------------------------ transfers
+
+    def transfer(self, step: Transfer) -> None:
+        read, plan = step.read, self.plan
+        conn = self.conns[read.on]
+        params = self._resolve(read.params)
+        if isinstance(read, BlockRead):
+            def between() -> None:  # in the prefetch thread, which alone uses `conn` while blocks are read
+                conn.commit()  # no read transaction spans two blocks
+                drop_point(read.fresh_reads, conn)
+
+            # From here until `chunks` is closed, the prefetch thread alone uses the reading connection.
+            chunks: Iterator[Any] = prefetch(read_blocks(
+                conn, plan, read.boundary.get, read.block.get, params, session=read.session,
+                max_rows=plan.batch_size, between=between if read.fresh_reads else None,
+                start_after=read.start_after))
+            owned = None
+        else:
+            chunks = read_batches(conn, plan, read.batch.get, params, between=conn.commit if read.fresh_reads else None,
+                                  start_after=read.start_after)
+            owned = conn
+        adjusted_before = self.outcome.values_adjusted
+        try:
+            first = next(chunks, None)
+            if first is None:  # nothing to move: no setup, no sink, no finish
+                return
+            for inner in step.setup:
+                self.step(inner)
+            with progress.track(step.label, estimate=step.estimate) as bar:
+                every = itertools.chain([first], chunks)
+                if isinstance(step.sink, CopyStream):
+                    self.stream(step.sink, every, bar)
+                else:
+                    self.per_block(step.sink, every, bar, owned)
+            for inner in step.finish:
+                self.step(inner)
+        finally:
+            chunks.close()
+        adjusted = self.outcome.values_adjusted - adjusted_before
+        if adjusted:
+            self.note(f"{adjusted} values adjusted (zero dates to NULL, NUL bytes removed)")
+
+    def stream(self, sink: CopyStream, blocks: Iterator[Block], bar: progress.Tracker) -> None:
+        """Every block into one COPY: the text goes straight from the reader to the driver."""
+        start = self.outcome.rows_read
+
+        def text() -> Iterator[bytes]:
+            for block in blocks:
+                self._account(block)
+                bar.advance(block.rows)
+                yield block.data
+                yield b"\n"  # the last line's end (not joined to the block: no copy of megabytes)
+                if sink.fault:
+                    crash_point(sink.fault)
+
+        with self.conns[sink.on].cursor() as cur:
+            sink.feed(cur, sink.statement, text())
+        self._count(sink.counts, self.outcome.rows_read - start)
+
+    def per_block(self, sink: PerBlock, chunks: Iterator[Block | Batch], bar: progress.Tracker,
+                  read_conn: Any) -> None:
+        writes = [s for s in itertools.takewhile(lambda s: not isinstance(s, (Checkpoint, Commit)), sink.steps)]
+        rest = sink.steps[len(writes):]
+        files = sink.files() if sink.files is not None else contextlib.nullcontext(None)
+        with files as write_file:
+            for chunk in chunks:
+                extra = {} if write_file is None else {sink.file_value: write_file(chunk.data)}
+                for inner in writes:
+                    self.step(inner, chunk, read_conn, extra)
+                self._account(chunk)
+                bar.advance(chunk.rows)
+                for inner in rest:
+                    self.step(inner, chunk, read_conn, extra)
+
+    # ------------------------------------------------------------ the deletedobject feed
+
+    def delete_feed(self, step: DeleteFeed) -> None:
+        """Delete, in the writing connection's open transaction, the logged keys that are gone upstream;
+        the feed's watermark moves to the last log entry read."""
+        read, write = self.conns[step.read_on], self.conns[step.write_on]
+        after = tracking.read_feed(write, step.state[0], step.table)
+        deleted = 0
+        while True:
+            rows = fetch_all(read, step.log, {"object_type": step.object_type, "after": after, "batch_size": step.batch})
+            if not rows:
+                break
+            after = int(rows[-1][0])
+            keys = sorted({int(r[1]) for r in rows})
+            still_there = {int(r[0]) for r in fetch_all(read, step.existing, {"keys": step.read_keys(keys)})}
+            gone = [k for k in keys if k not in still_there]
+            if gone:
+                with write.cursor() as cur:
+                    execute(cur, step.delete, {"keys": step.write_keys(gone)})
+                    deleted += max(cur.rowcount, 0)
+            if len(rows) < step.batch:
+                break
+        tracking.save_feed(write, step.state[1], step.table, after)
+        self.note(f"{deleted} rows deleted (deletedobject feed)")
+
+
+def _progress(label: str | None):
+    return progress.track(label, counts_rows=False) if label else contextlib.nullcontext()

@@ -1,0 +1,187 @@
+"""The runtime's own call sites of every statement that is not part of a recipe, driven against fake
+connections (tests/fakes.py): reflection, the facts a phase gathers, locks, sessions, `etl migrate`'s
+DDL, the tracking store, verify and reconcile, the transform phase's reads.
+
+Each driver returns what the code made of the fake's answers; tests/unit/test_call_sites.py checks those,
+and tests/unit/test_templates.py runs every driver to see which templates the code renders, with the
+context it passes (so no template's context is typed by hand in a test).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable
+from unittest import mock
+
+from etl import tracking, versions
+from etl.dialects import mysql, postgres
+from etl.phases import copy, facts, transform
+from etl.plan import RESCAN_LIMIT
+from etl.render import Ident
+from etl.verify import Side
+from tests import snapshot_cases as sc
+from tests.fakes import FakeConn
+
+SETTINGS = sc.SETTINGS
+PATIENT = sc.table_schema("patient")
+
+
+def reflection() -> dict[str, Any]:
+    source = FakeConn([
+        [("patient", "MyISAM", "1234")],
+        [("PatNum", "bigint", "bigint(20)", "NO", None, "auto_increment", None, None, 19, 0, None, None, "PRI"),
+         ("LName", "varchar", "varchar(100)", "YES", "''", "", "utf8mb4", "utf8mb4_general_ci", None, None, 100,
+          None, "")],
+        [("PatNum",)],
+        [("patient", "MyISAM", "1234")],
+        [],  # a table that does not exist
+    ])
+    schema = mysql.reflect_table(source, "opendental", "patient")
+    estimate = mysql.row_estimate(source, "opendental", "patient")
+    missing = mysql.reflect_table(source, "opendental", "nosuch")
+    raw = FakeConn([[("PatNum", "bigint"), ("LName", "character varying(100)")]])
+    return {"schema": schema, "estimate": estimate, "missing": missing,
+            "raw": postgres.reflect_columns(raw, "raw", "patient"), "conns": (source, raw)}
+
+
+def horizon() -> dict[str, Any]:
+    conn = FakeConn([
+        [("2025-06-01 12:00:00.500000", "2025-06-01 14:00:00.500000", "2025-06-01 11:59:30.250000")],
+        [("900000",)],
+    ])
+    columns = [PATIENT.column("PatNum"), PATIENT.column("DateTStamp")]
+    return {"horizon": facts.capture_horizon(conn, columns, "opendental", "patient"), "conn": conn}
+
+
+def resume_and_target() -> dict[str, Any]:
+    plan = sc.plan_for(sc.demo_config()["patient"], "load", "primary")
+    replica, raw = FakeConn([[(str(RESCAN_LIMIT + 1),)]]), FakeConn([[(4242,)]])
+    resume = facts.resume_point(replica, "opendental_replication", plan, raw, postgres, {"schema": Ident("raw")})
+    quiet = facts.resume_point(FakeConn([[("3",)]]), "opendental_replication", plan, raw, postgres,
+                               {"schema": Ident("raw")})
+    copy_plan = sc.plan_for(sc.demo_config()["patient"], "copy", "primary")
+    mysql_replica = FakeConn([[(str(RESCAN_LIMIT + 1),)], [("4243",)]])
+    copy_resume = facts.resume_point(mysql_replica, "opendental_replication", copy_plan, mysql_replica, mysql,
+                                     {"database": Ident("opendental_replication")})
+    states = {
+        "new": facts.target_state(FakeConn(), mysql, {}, Ident("patient"), False),
+        "mysql empty": facts.target_state(FakeConn([[("1",)]]), mysql, {}, Ident("patient"), True),
+        "mysql populated": facts.target_state(FakeConn([[(0,)]]), mysql, {}, Ident("patient"), True),
+        "postgres empty": facts.target_state(FakeConn([[(True,)]]), postgres, {"schema": Ident("raw")},
+                                             Ident("patient"), True),
+        "postgres populated": facts.target_state(FakeConn([[(False,)]]), postgres, {"schema": Ident("raw")},
+                                                 Ident("patient"), True),
+    }
+    infile = (copy.infile_enabled(FakeConn([[("1",)]])), copy.infile_enabled(FakeConn([[("0",)]])))
+    return {"plan": plan, "resume": resume, "quiet": quiet, "copy_plan": copy_plan, "copy_resume": copy_resume,
+            "states": states, "infile": infile}
+
+
+def locks_and_sessions() -> dict[str, Any]:
+    got, busy = FakeConn([[(1,)]]), FakeConn([[(0,)]])
+    pg = FakeConn([[("",)], [("",)]])
+    session = FakeConn()
+    mysql.run(session, "read_committed")
+    mysql.run(session, "start_snapshot")
+    return {"mysql": (mysql.acquire_lock(got, "etl:db:copy:patient", 5), mysql.acquire_lock(busy, "x", 5)),
+            "postgres": postgres.acquire_lock(pg, "etl:load:patient", 0.5), "pg": pg, "session": session,
+            "got": got}
+
+
+def connections_and_ddl() -> dict[str, Any]:
+    """Connecting (session setup), etl migrate's CREATE DATABASE / SCHEMA, the fast revision check."""
+    made: dict[str, Any] = {}
+
+    def fake_pymysql(**kwargs: Any) -> FakeConn:
+        made["mysql"] = kwargs
+        return FakeConn([[("0004_widen_rows",)]])
+
+    created = {}
+    with mock.patch("pymysql.connect", fake_pymysql):
+        with mock.patch.object(mysql, "connect", lambda *a, **k: FakeConn(rowcount=1)):
+            created["mysql"] = mysql.create_database(SETTINGS.replica_url, Ident("opendental_replication"),
+                                                     role="replica")
+        created["revision"] = versions.current(SETTINGS, "replica")
+    with mock.patch.object(postgres, "connect", lambda *a, **k: FakeConn([[("0005_transform_load_id",)]])):
+        created["postgres"] = postgres.create_database(SETTINGS.analytics_url, Ident("opendental_analytics"),
+                                                       role="analytics")
+        created["pg revision"] = versions.current(SETTINGS, "analytics")
+    schema = FakeConn()
+    postgres.create_schema(schema, "raw")
+    return {"init_command": made["mysql"]["init_command"], "created": created, "schema": schema}
+
+
+def tracking_stores() -> dict[str, Any]:
+    """Every read and write of the tracking tables, both databases."""
+    out: dict[str, Any] = {}
+    for phase, side in (("copy", "replica"), ("load", "analytics")):
+        store = tracking.store(SETTINGS, side)
+        table = sc.demo_config()["appointment"]
+        plan = sc.plan_for(table, phase, "fallback")
+        conn = FakeConn([[("success", None, None)], [("AptNum", "600")]])
+        out[f"{phase} state"] = store.read_state(conn, phase, "appointment")
+        outcome = tracking.Outcome(plan=plan, run_id="run-1", started_at=dt.datetime(2025, 6, 1), history_id=7)
+        writes = FakeConn()
+        store.writer(plan, final=False).write(writes, outcome, status="running")
+        store.writer(plan, final=True).write(writes, outcome)
+        store.write_failure(writes, outcome, "RuntimeError: boom " + "x" * 5000)
+        out[f"{phase} writes"] = writes
+        init = FakeConn(rowcount=1)
+        out[f"{phase} init"] = store.init_rows(init, phase, [table, sc.demo_config()["patient"]])
+        out[f"{phase} all"] = store.all_rows(FakeConn([[("appointment", "success", None, None, 3, None)]]), phase)
+        select, upsert = store.feed_statements(phase)
+        feed = FakeConn([[("deletedobject.DeletedObjectNum", "41"), ("AptNum", "600")]])
+        out[f"{phase} feed"] = tracking.read_feed(feed, select, "appointment")
+        tracking.save_feed(feed, upsert, "appointment", 42)
+        out[f"{phase} feed conn"] = feed
+        history = FakeConn([[(99,)]])
+        store.write_history(history, tracking.History(run_id="r", phase="reconcile", table="patient",
+                                                      started_at=dt.datetime(2025, 6, 1), status="success"))
+        out[f"{phase} history"] = history
+    store = tracking.store(SETTINGS, "analytics")
+    out["transform init"] = store.init_rows(FakeConn(rowcount=0), "transform", [sc.demo_config()["patient"]])
+    out["transform all"] = store.all_rows(FakeConn([[("patient", "skipped", "DateTStamp", None, 0, None)]]),
+                                          "transform")
+    transform_conn = FakeConn([[(15, 12, "2025-05-01 10:00:00", "DateTStamp", "success")],
+                               [("success", "2025-05-02 00:00:00", "DateTStamp", 40, 15)]])
+    out["transform state"] = store.transform_state(transform_conn, "patient")
+    out["transform recorded"] = store.transform_recorded(transform_conn, "patient")
+    store.mark_transform(transform_conn, "patient", status="failed", primary_column_name="DateTStamp",
+                         last_primary_value=None, last_load_id=12)
+    out["transform conn"] = transform_conn
+    return out
+
+
+def transform_window() -> dict[str, Any]:
+    """The transform phase reads each table's window of loads when it starts."""
+    store = tracking.store(SETTINGS, "analytics")
+    conn = FakeConn([[(15, 12, "2025-05-01 10:00:00", "DateTStamp", "success")],
+                     [("PatNum", "bigint")], [(True,)]])
+    window = transform._read_window(conn, store, postgres, "raw", sc.demo_config()["patient"])
+    never = transform._read_window(FakeConn([[(None, None, None, None, None)]]), store, postgres, "raw",
+                                   sc.demo_config()["patient"])
+    return {"window": window, "never": never, "conn": conn}
+
+
+def verify_sides() -> dict[str, Any]:
+    """verify's per-bucket checksums and reconcile's deletes, on both kinds of database."""
+    out = {}
+    for side in (Side("replica", FakeConn(rowcount=2), mysql, {"database": Ident("opendental_replication")},
+                      Ident("patient")),
+                 Side("raw", FakeConn(rowcount=2), postgres, {"schema": Ident("raw")}, Ident("patient"))):
+        side.conn.script = [[("1", "9000", "8000")], [("0", "5", "123"), ("3", "1", "7")], [("10", "77")]]
+        key, columns = Ident("PatNum"), PATIENT.columns
+        out[side.name] = {
+            "range": side.key_range(key), "buckets": side.buckets(key, columns, 1, 9001, 2048),
+            "rows": side.rows(key, columns, 1, 2049), "deleted": side.delete(key, list(range(2500)), "raw"),
+            "conn": side.conn,
+        }
+    return out
+
+
+#: Every driver, for test_templates.
+DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
+    reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
+    transform_window, verify_sides,
+)
+

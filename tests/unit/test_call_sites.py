@@ -1,0 +1,124 @@
+"""The runtime's statements outside recipes, run by their own code against fake connections
+(tests/call_sites.py): what the code makes of the databases' answers, and what it sends them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from etl import tracking
+from etl.plan import RESCAN_LIMIT
+from tests import call_sites as cs
+
+
+def _driver_sql(conn) -> list[str]:
+    """The SQL the fake received, in order (the bind check itself is Statement.to_dbapi's, on every call)."""
+    return conn.sql
+
+
+def test_reflection_turns_information_schema_rows_into_checked_columns() -> None:
+    found = cs.reflection()
+    schema = found["schema"]
+    assert (schema.name, schema.engine, schema.estimated_rows, schema.primary_key) == ("patient", "MyISAM", 1234, ("PatNum",))
+    pat, name = schema.columns
+    assert (pat.name, pat.data_type, pat.nullable, pat.extra, pat.precision) == ("PatNum", "bigint", False, "auto_increment", 19)
+    assert (name.column_type, name.nullable, name.default, name.charset, name.char_length) == \
+        ("varchar(100)", True, "''", "utf8mb4", 100)
+    assert found["estimate"] == 1234 and found["missing"] is None
+    assert found["raw"] == {"PatNum": "bigint", "LName": "character varying(100)"}
+    for conn in found["conns"]:
+        _driver_sql(conn)
+
+
+def test_horizon_is_the_servers_clock_held_back_by_the_oldest_writer() -> None:
+    found = cs.horizon()
+    horizon = found["horizon"]
+    # 30.25 s behind the clock: the oldest open writer started then; a still-open second is never read.
+    assert horizon.timestamp_upper == dt.datetime(2025, 6, 1, 11, 59, 30)
+    assert horizon.datetime_upper == dt.datetime(2025, 6, 1, 13, 59, 30)
+    assert horizon.date_upper == dt.date(2025, 6, 1)
+    assert horizon.integer_max == {"PatNum": 900000}
+    assert any("MAX(`PatNum`)" in sql for sql in _driver_sql(found["conn"]))
+
+
+def test_resume_point_and_target_state() -> None:
+    found = cs.resume_and_target()
+    lower = found["plan"].primary.lower
+    assert found["resume"] == (lower, 4242)   # raw answered an integer key
+    assert found["copy_resume"] == (lower, 4243)  # the replica's key is text: typed by the key's kind
+    assert found["quiet"] is None            # a second of 3 rows is read again
+    assert found["states"] == {"new": "new", "mysql empty": "empty", "mysql populated": "populated",
+                               "postgres empty": "empty", "postgres populated": "populated"}
+    assert found["infile"] == (True, False)
+    assert RESCAN_LIMIT == 1000
+
+
+def test_locks_and_session_statements() -> None:
+    found = cs.locks_and_sessions()
+    assert found["mysql"] == (True, False)
+    assert found["postgres"] is True and found["pg"].autocommit  # the lock outlives the run's transactions
+    assert found["pg"].executed[0][1] == {"lock_timeout": "500ms"}
+    assert found["got"].executed[0][1] == {"lock_name": "etl:db:copy:patient", "timeout_seconds": 5}
+    assert _driver_sql(found["session"]) == ["SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED\n",
+                                             "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY\n"]
+
+
+def test_connections_migrate_and_the_fast_revision_check() -> None:
+    found = cs.connections_and_ddl()
+    assert found["init_command"] == "SET time_zone = '+00:00', sql_mode = 'NO_ENGINE_SUBSTITUTION', NAMES utf8mb4"
+    assert found["created"] == {"mysql": True, "revision": "0004_widen_rows", "postgres": True,
+                                "pg revision": "0005_transform_load_id"}
+    assert found["schema"].sql == ['CREATE SCHEMA IF NOT EXISTS "raw"\n']
+
+
+def test_tracking_store_reads_and_writes_of_both_databases() -> None:
+    found = cs.tracking_stores()
+    for phase, table_of in (("copy", "etl_copy_status"), ("load", "etl_load_status")):
+        state = found[f"{phase} state"]
+        assert (state.status, state.column_values) == ("success", {"AptNum": "600"})
+        sql = _driver_sql(found[f"{phase} writes"])
+        params = [p for _, p in found[f"{phase} writes"].executed]
+        statuses = [p for s, p in zip(sql, params) if table_of in s and "INSERT" in s]
+        # checkpoint, final, failure: running, success, failed; the failure keeps the stored watermark
+        assert [p.get(f"{phase}_status") for p in statuses] == ["running", "success", "failed"]
+        histories = [p for s, p in zip(sql, params) if "etl_run_history" in s]
+        assert [h["status"] for h in histories] == ["success", "failed"]
+        assert len(histories[1]["error"]) == tracking.ERROR_LIMIT
+        assert ("id" in histories[0]) == (phase == "load") and all(h.get("id", 7) == 7 for h in histories)
+        # the OR fallback keeps one watermark per column (3 of appointment), written at each write
+        columns = [p["column_name"] for s, p in zip(sql, params) if "column_status" in s]
+        assert columns == ["AptNum", "DateTStamp", "AptDateTime"] * 2
+        assert found[f"{phase} init"] == 2 and "appointment" in found[f"{phase} all"]
+        assert found[f"{phase} feed"] == 41
+        assert found[f"{phase} feed conn"].executed[-1][1] == {
+            "table_name": "appointment", "column_name": tracking.FEED_COLUMN, "last_value": "42"}
+        history = found[f"{phase} history"].executed
+        assert history[-1][1]["phase"] == "reconcile"
+        assert (history[-1][1].get("id") == 99) == (phase == "load")  # PostgreSQL: nextval first
+    assert found["transform init"] == 0 and found["transform all"]["patient"][1] == "skipped"
+    assert found["transform state"][0:2] == (15, 12)
+    assert found["transform recorded"][4] == 15
+    assert found["transform conn"].executed[-1][1]["transformation_status"] == "failed"
+
+
+def test_transform_reads_the_window_of_loads_and_whether_rows_are_pending() -> None:
+    found = cs.transform_window()
+    window = found["window"]
+    assert (window.through, window.after, window.loaded, window.pending) == (15, 12, True, True)
+    assert found["conn"].executed[-1][1] == {"through": 15, "after": 12}
+    never = found["never"]
+    assert (never.loaded, never.pending) == (False, False)
+
+
+@pytest.mark.parametrize("name", ["replica", "raw"])
+def test_verify_buckets_and_reconcile_deletes_in_batches(name: str) -> None:
+    found = cs.verify_sides()[name]
+    assert found["range"] == (1, 9000, 8000)
+    assert found["buckets"] == {0: (5, 123), 3: (1, 7)} and found["rows"] == {10: 77}
+    sql = _driver_sql(found["conn"])
+    deletes = [p["keys"] for s, p in zip(sql, (p for _, p in found["conn"].executed)) if s.startswith("DELETE")]
+    assert [len(k) for k in deletes] == [1000, 1000, 500]
+    assert isinstance(deletes[0], tuple if name == "replica" else list)  # IN :keys vs = ANY(:keys)
+    assert found["deleted"] == 3 * 2
+

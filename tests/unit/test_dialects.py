@@ -1,0 +1,195 @@
+"""etl/dialects: each database's own rules. PostgreSQL: the type map, COPY text kinds and the COPY feed.
+MySQL: how the replica repeats a source column (DDL) and the infile text kinds. Both: which errors are
+transient. No database: columns come from the vendored fact sheet as the golden-file cases build them."""
+
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.errors
+import pymysql
+import pytest
+from sqlalchemy.engine import make_url
+
+from etl.dialects import for_url, mysql, postgres
+from etl.errors import SchemaError
+from etl.render import Ident, Statement
+from etl.schema import Column
+from tests import snapshot_cases as sc
+from tests.fakes import FakeConn
+
+
+def fact(column_type: str, **extra) -> Column:
+    return sc.column_from_fact({"name": "c", "type": column_type, **extra})
+
+
+def test_a_url_names_its_dialect() -> None:
+    assert for_url(make_url("mysql+pymysql://u@h/db")) is mysql
+    assert for_url(make_url("postgresql+psycopg2://u@h/db")) is postgres
+    with pytest.raises(ValueError, match="sqlite"):
+        for_url(make_url("sqlite:///x.db"))
+
+
+@pytest.mark.parametrize("column_type, data_type, pg_type", [
+    ("tinyint(4)", "tinyint", "smallint"),
+    ("tinyint(3) unsigned", "tinyint", "smallint"),
+    ("tinyint(1)", "tinyint", "smallint"),
+    ("smallint(6)", "smallint", "smallint"),
+    ("smallint(5) unsigned", "smallint", "integer"),
+    ("int(11)", "int", "integer"),
+    ("int(10) unsigned", "int", "bigint"),
+    ("bigint(20)", "bigint", "bigint"),
+    ("bigint(20) unsigned", "bigint", "numeric(20)"),
+    ("double", "double", "double precision"),
+    ("float", "float", "real"),
+    ("decimal(10,2)", "decimal", "numeric(10,2)"),
+    ("char(2)", "char", "varchar(2)"),
+    ("varchar(255)", "varchar", "varchar(255)"),
+    ("text", "text", "text"),
+    ("date", "date", "date"),
+    ("datetime", "datetime", "timestamp"),
+    ("timestamp", "timestamp", "timestamp"),
+    ("time", "time", "interval"),
+])
+def test_type_map(column_type: str, data_type: str, pg_type: str) -> None:
+    column = fact(column_type)
+    assert column.data_type == data_type and column.column_type == column_type
+    assert postgres.column_type(column) == pg_type
+    assert postgres.PgColumn.of(column).pg_type == pg_type  # what the templates read
+
+
+def test_every_demo_column_maps_to_postgres() -> None:
+    for name in sc.demo_facts():
+        for column in sc.table_schema(name).columns:
+            assert postgres.column_type(column) and postgres.copy_kind(column) != "unsupported", (name, column.name)
+            assert mysql.ReplicaColumn.of(column).ddl_type == column.column_type
+
+
+@pytest.mark.parametrize("column_type, kind", [
+    ("bigint(20)", "number"), ("double", "number"), ("float", "float"), ("date", "date"), ("datetime", "date"),
+    ("time", "time"), ("varchar(10)", "text"), ("text", "text"),
+])
+def test_copy_kind(column_type: str, kind: str) -> None:
+    assert postgres.copy_kind(fact(column_type)) == kind
+    assert postgres.PgColumn.of(fact(column_type)).copy_kind == kind
+
+
+def test_unmapped_type_raises_naming_the_column() -> None:
+    column = Column(name=Ident("Shape"), data_type="geometry", column_type="geometry", nullable=True, default=None,
+                    extra="", charset=None, collation=None, precision=None, scale=None, char_length=None)
+    with pytest.raises(SchemaError, match=r"^column 'Shape' has type geometry, which has no PostgreSQL mapping$"):
+        postgres.column_type(column)
+    assert postgres.copy_kind(column) == "unsupported"
+    assert mysql.ReplicaColumn.of(column).infile_kind == "raw"  # its bytes, escaped
+
+
+@pytest.mark.parametrize("column_type", ["int(11) default 1", "varchar(10); drop", "enum('a\\'b')"])
+def test_ddl_type_refuses_odd_shapes(column_type: str) -> None:
+    column = Column(name=Ident("c"), data_type="int", column_type=column_type, nullable=True, default=None, extra="",
+                    charset=None, collation=None, precision=None, scale=None, char_length=None)
+    with pytest.raises(SchemaError, match="cannot repeat safely"):
+        mysql.ReplicaColumn.of(column).ddl_type
+
+
+@pytest.mark.parametrize("default, kept", [
+    ("NULL", "NULL"), ("0", "0"), ("-1.5", "-1.5"), ("''", "''"), ("'0001-01-01'", "'0001-01-01'"),
+    ("current_timestamp()", "current_timestamp()"), ("1; DROP TABLE t", None), ("'a\\'b'", None), (None, None),
+])
+def test_ddl_default_keeps_only_plain_literals(default, kept) -> None:
+    assert mysql.ReplicaColumn.of(fact("int(11)", default=default)).ddl_default == kept
+
+
+@pytest.mark.parametrize("column_type, kind", [
+    ("bigint(20)", "plain"), ("decimal(10,2)", "plain"), ("double", "plain"), ("date", "plain"),
+    ("datetime", "plain"), ("timestamp", "plain"), ("time", "plain"), ("year", "plain"), ("float", "float"),
+    ("varchar(10)", "raw"), ("text", "raw"), ("blob", "raw"), ("json", "raw"),
+])
+def test_infile_kind(column_type: str, kind: str) -> None:
+    assert mysql.ReplicaColumn.of(fact(column_type)).infile_kind == kind
+
+
+@pytest.mark.parametrize("expected, actual, same", [
+    ("timestamp", "timestamp without time zone", True), ("varchar(20)", "character varying(20)", True),
+    ("bigint", "bigint", True), ("varchar(20)", "character varying(30)", False), ("integer", "bigint", False),
+])
+def test_schema_drift_compares_the_type_map_with_format_type(expected: str, actual: str, same: bool) -> None:
+    assert postgres.same_type(expected, actual) is same
+
+
+# ---------------------------------------------------------------- transient errors (the runner retries them)
+
+@pytest.mark.parametrize("exc, transient", [
+    (pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"), True),
+    (pymysql.err.OperationalError(2006, "MySQL server has gone away"), True),
+    (pymysql.err.OperationalError(2003, "Can't connect"), True),
+    (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), True),
+    (pymysql.err.OperationalError(1213, "Deadlock found"), True),
+    (pymysql.err.ProgrammingError(1146, "Table doesn't exist"), False),
+    (pymysql.err.OperationalError(1045, "Access denied"), False),
+    (pymysql.err.InternalError(), False),
+    (RuntimeError("2013"), False),
+])
+def test_mysql_transient_errors(exc: BaseException, transient: bool) -> None:
+    assert mysql.is_transient(exc) is transient
+    assert postgres.is_transient(exc) is False
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (psycopg2.errors.DeadlockDetected(), True),
+    (psycopg2.errors.SerializationFailure(), True),
+    (psycopg2.OperationalError("server closed the connection unexpectedly"), True),
+    (psycopg2.errors.LockNotAvailable(), False),  # a lock wait that timed out: another run holds it
+    (psycopg2.errors.UndefinedTable(), False),
+    (psycopg2.errors.UniqueViolation(), False),
+])
+def test_postgres_transient_errors(exc: BaseException, transient: bool) -> None:
+    assert postgres.is_transient(exc) is transient
+    assert mysql.is_transient(exc) is False
+
+
+# ---------------------------------------------------------------- the COPY feed
+
+def test_chunk_reader_hands_over_each_chunk_whole_and_skips_empty_ones() -> None:
+    reader = postgres.ChunkReader(iter([b"a\tb", b"", b"\n", b"c" * 10]))
+    assert reader.read(1) == b"a\tb"          # whatever size is asked for
+    assert reader.readline() == b"\n"         # the empty chunk is skipped
+    assert reader.read() == b"c" * 10
+    assert reader.read() == b"" and reader.read(5) == b""  # the end, every time
+
+
+def test_chunk_reader_pulls_lazily() -> None:
+    pulled = []
+
+    def chunks():
+        for chunk in (b"1", b"2"):
+            pulled.append(chunk)
+            yield chunk
+
+    reader = postgres.ChunkReader(chunks())
+    assert pulled == []
+    assert reader.read() == b"1" and pulled == [b"1"]
+
+
+def test_copy_in_streams_every_chunk_into_copy_from_stdin() -> None:
+    conn = FakeConn()
+    with conn.cursor() as cur:
+        postgres.copy_in(cur, Statement("postgres/copy_from_stdin", 'COPY "t" ("a") FROM STDIN'), iter([b"1\n", b"2\n"]))
+    assert conn.executed == [('COPY "t" ("a") FROM STDIN', {"copied": b"1\n2\n"})]
+    with pytest.raises(Exception, match="expected no binds"):
+        postgres.copy_in(FakeConn().cursor(), Statement("x", "COPY t FROM STDIN WHERE :x"), iter([]))
+
+
+def test_block_files_are_private_and_removed(tmp_path) -> None:
+    import os
+
+    with mysql.block_files() as write:
+        path = write(b"1\tx")
+        assert open(path, "rb").read() == b"1\tx\n"   # the last line's newline is added
+        assert write(b"2") == path and open(path, "rb").read() == b"2\n"
+        folder = os.path.dirname(path)
+    assert not os.path.exists(folder)
+
+
+def test_keys_are_bound_as_each_driver_expands_them() -> None:
+    assert mysql.key_list([3, 1]) == (3, 1)     # IN :keys
+    assert postgres.key_list([3, 1]) == [3, 1]  # = ANY(:keys)
+    assert mysql.scope("raw") == {} and postgres.scope("raw") == {"schema": Ident("raw")}

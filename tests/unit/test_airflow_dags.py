@@ -62,7 +62,8 @@ def test_one_dag_and_one_verify_dag_per_clinic_with_the_expected_graph(tmp_path)
     dags = parsed["dags"]
     assert set(dags) == {"opendental_north", "opendental_north_verify", "opendental_south", "opendental_south_verify"}
     north = dags["opendental_north"]["tasks"]
-    upstream = {task: set(t["upstream"]) for task, t in north.items()}
+    # (discover_check, when the CLI has it, is checked below and in the next test)
+    upstream = {task: set(t["upstream"]) - {"discover_check"} for task, t in north.items() if task != "discover_check"}
     assert upstream == {
         "preflight": set(),
         "copy_deletedobject": {"preflight"},
@@ -81,7 +82,7 @@ def test_one_dag_and_one_verify_dag_per_clinic_with_the_expected_graph(tmp_path)
     rules = {task: t["trigger_rule"].rsplit(".", 1)[-1] for task, t in north.items()}
     assert rules["deletedobject_done"] == rules["tables_done"] == "ALL_DONE"
     assert rules["failures"] == "ONE_FAILED" and rules["transform"] == rules["table.copy"] == "ALL_SUCCESS"
-    pools = {task: t["pool"] for task, t in north.items()}
+    pools = {task: t["pool"] for task, t in north.items() if task != "discover_check"}
     assert {t for t, p in pools.items() if p == "etl_source_north"} == {
         "preflight", "copy_deletedobject", "table.copy", "table.delete_detection"}
     assert {t for t, p in pools.items() if p == "etl_warehouse_main"} == {"load_deletedobject", "table.load", "transform"}
@@ -94,7 +95,10 @@ def test_one_dag_and_one_verify_dag_per_clinic_with_the_expected_graph(tmp_path)
     assert dags["opendental_south_verify"]["tasks"] == {"verify": {
         "upstream": [], "pool": "etl_source_hosted", "trigger_rule": "TriggerRule.ALL_SUCCESS", "retries": 0,
         "mapped": False}}
-    assert "discover_check" not in north  # the CLI of this branch has no `etl discover`
+    # the warning task exists exactly when the CLI has `etl discover` (the hook wires itself)
+    parser = __import__("etl.cli", fromlist=["build_parser"]).build_parser()
+    commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices  # noqa: SLF001
+    assert ("discover_check" in north) == ("discover" in commands)
 
 
 def test_discover_check_hook_is_a_warning_that_blocks_nothing(tmp_path):

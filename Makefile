@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SCALE  ?= 0.05
 
-.PHONY: demo demo-clinic test test-unit test-integration install services snapshots bench bench-clinic clean
+.PHONY: demo demo-clinic test test-unit test-integration install install-airflow services snapshots bench bench-clinic clean
 
 $(BIN)/etl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(BIN)/etl: pyproject.toml
 	touch $@
 
 install: $(BIN)/etl
+
+# The optional Airflow extra (etl/airflow/, tests/integration/test_airflow.py); `make test` runs the Airflow
+# tests when it is installed and skips them otherwise. .ci/run installs it.
+$(VENV)/.airflow-installed: pyproject.toml $(BIN)/etl
+	$(BIN)/pip install --quiet -e ".[dev,dbt,airflow]"
+	touch $@
+
+install-airflow: $(VENV)/.airflow-installed
 
 services:
 	@bash .ci/ensure-services

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a table or database failed, 2 usage or configuration er
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -36,6 +37,8 @@ def _setup_logging(verbose: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description="Incremental, tracked ETL for OpenDental.")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument("--clinic", metavar="NAME",
+                        help="run for one clinic of clinics.yml (ETL_CLINICS): its databases, raw schema, tables.yml")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("migrate", help="create the replica and analytics databases if missing; upgrade both tracking schemas")
@@ -66,11 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--full", action="store_true", help="refresh in full, ignoring stored watermarks")
         p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                        help="tables processed in parallel (default 2)")
+        p.add_argument("--json", action="store_true", help="print the per-table results as JSON")
+        if name in ("load", "run"):
+            p.add_argument("--no-reconcile", action="store_true",
+                           help="leave delete detection (reconcile) to a separate `etl reconcile`")
     verify = sub.add_parser("verify", help="compare source, replica and raw per table; exit 1 on drift")
     verify.add_argument("tables", nargs="*", metavar="TABLE")
     verify.add_argument("--json", action="store_true")
     reconcile = sub.add_parser("reconcile", help="delete from replica and raw the rows deleted at the source")
     reconcile.add_argument("tables", nargs="*", metavar="TABLE")
+    reconcile.add_argument("--json", action="store_true")
+    preflight = sub.add_parser("preflight", help="check that a run can start: databases reachable, tracking "
+                                                 "at head, tables.yml valid against the live source")
+    preflight.add_argument("--json", action="store_true", help="also print the configured tables as JSON")
+    clinics = sub.add_parser("clinics", help="list the clinics of clinics.yml (ETL_CLINICS) and their pools")
+    clinics.add_argument("--json", action="store_true")
+    clinics.add_argument("--airflow-pools", action="store_true",
+                         help="print the Airflow pools as JSON for `airflow pools import FILE`")
     dbt = sub.add_parser("dbt", help="run a dbt command on the transform project with the ETL's settings "
                                      "(e.g. `etl dbt source freshness`)")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="ARGS")
@@ -106,7 +121,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    settings = Settings.load()
+    if args.command == "clinics":
+        return _clinics(args)
+    if args.clinic:  # the clinic's settings for this command (etl/clinics.py), as if exported by hand
+        from etl.clinics import clinic_applied
+        with clinic_applied(args.clinic):
+            return _dispatch_settings(args, Settings.load())
+    return _dispatch_settings(args, Settings.load())
+
+
+def _clinics(args: argparse.Namespace) -> int:
+    from etl.clinics import describe_clinics, load_clinics
+    config = load_clinics()
+    if args.airflow_pools:
+        print(json.dumps(config.pools(), indent=2))
+        return 0
+    rows = describe_clinics(config)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['clinic']}: source {row['source']}, replica {row['replica_database']} on {row['replica']}, "
+              f"warehouse {row['warehouse']} schema {row['raw_schema']}, tables {row['tables']}; "
+              f"pools {row['source_pool']}, {row['warehouse_pool']}")
+    return 0
+
+
+def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         from etl.migrate import migrate
         for line in migrate(settings):
@@ -160,12 +201,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "verify":
         from etl.verify import format_verify, verify
         report = verify(settings, config, args.tables)
-        print(json.dumps(report, indent=2, default=str) if args.json else format_verify(report))
+        if args.json:  # the report for a program; the table for the log a person reads (stderr)
+            print(json.dumps(report, indent=2, default=str))
+        print(format_verify(report), file=sys.stderr if args.json else sys.stdout)
         return 0 if report["ok"] else 1
     if args.command == "reconcile":
         from etl.runner import reconcile
-        for table, deleted in reconcile(settings, config, args.tables).items():
-            print(f"{table:<16} deleted {deleted['replica']} from the replica, {deleted['raw']} from raw")
+        deleted_by_table = reconcile(settings, config, args.tables)
+        if args.json:
+            print(json.dumps(deleted_by_table))
+        for table, deleted in deleted_by_table.items():
+            print(f"{table:<16} deleted {deleted['replica']} from the replica, {deleted['raw']} from raw",
+                  file=sys.stderr if args.json else sys.stdout)
+        return 0
+    if args.command == "preflight":
+        from etl.check import check_config
+        from etl.runner import preflight
+        preflight(settings, ["copy", "load"])  # source answers; replica and analytics tracking at head
+        problems = check_config(settings, config)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s) in {settings.tables_path} against the source")
+        if args.json:
+            print(json.dumps({"tables": [{"table": t.name, "delete_detection": t.delete_detection}
+                                         for t in config.tables.values()]}))
+        print(f"preflight: databases answer, tracking at head, {len(config.tables)} tables OK against the source",
+              file=sys.stderr if args.json else sys.stdout)
         return 0
     if args.command == "render":
         from etl.phases import copy, load
@@ -180,10 +242,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from etl.runner import DEFAULT_JOBS, run_phases
         phases = ["copy", "load", "transform"] if args.command == "run" else [args.command]
         results = run_phases(settings, config, phases, args.tables, full=args.full,
-                             jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS)
+                             jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS,
+                             reconcile_after_load=not getattr(args, "no_reconcile", False))
         failed = [r for r in results if not r.ok]
-        print(f"{len(results) - len(failed)} table runs succeeded, {len(failed)} failed")
+        if args.json:  # what a scheduler keeps of the run (etl.airflow: the task's return value)
+            print(json.dumps([dataclasses.asdict(r) for r in results]))
+        out = sys.stderr if args.json else sys.stdout
+        print(f"{len(results) - len(failed)} table runs succeeded, {len(failed)} failed", file=out)
         for r in failed:
-            print(f"  {r.phase} {r.table}: {r.error}")
+            print(f"  {r.phase} {r.table}: {r.error}", file=out)
         return 1 if failed else 0
     raise AssertionError(args.command)

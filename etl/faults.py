@@ -5,6 +5,10 @@ passes ``crash_point(<point>)``: no cleanup, no rollback from Python, exactly li
 OOM killer. ``ETL_DROP_CONNECTION_AT=<point>[:<n>]`` instead has the server kill the connection handed
 to the point (a dropped connection, for the retry tests). Unset (always, outside those tests) each costs
 one dictionary lookup.
+
+``ETL_FAULT_ONCE=<path>`` makes a fault fire at most once across processes: the first process to fire
+it creates <path>, and no process fires while <path> exists. An Airflow task killed this way is retried in
+a new process that then runs clean (tests/integration/test_airflow.py).
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ def _due(variable: str, name: str) -> bool:
         return False
     with _lock:
         _counts[(variable, name)] = _counts.get((variable, name), 0) + 1
-        return _counts[(variable, name)] == int(nth or 1)
+        if _counts[(variable, name)] != int(nth or 1):
+            return False
+    once = os.environ.get("ETL_FAULT_ONCE")
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+    return True
 
 
 def crash_point(name: str, connection=None) -> None:

@@ -24,10 +24,12 @@ class LockBusy(EtlError):
     """Another run holds the lock of this phase and table."""
 
 
-def lock_name(phase: str, table: str, database: str | None = None) -> str:
+def lock_name(phase: str, table: str, scope: str | None = None) -> str:
     """MySQL named locks are server-wide: the replica database is part of the name, so two replicas on
-    one server do not block each other. (PostgreSQL advisory locks are per database already.)"""
-    return f"etl:{database}:{phase}:{table}" if database else f"etl:{phase}:{table}"
+    one server do not block each other. PostgreSQL advisory locks are per database, and one analytics
+    database holds many clinics' raw schemas: the raw schema is part of the name (two clinics never share
+    a lock)."""
+    return f"etl:{scope}:{phase}:{table}" if scope else f"etl:{phase}:{table}"
 
 
 @contextlib.contextmanager
@@ -40,7 +42,8 @@ def table_lock(settings: Settings, phase: str, table: str) -> Iterator[None]:
         dialect, url, name = mysql, settings.replica_url, lock_name(phase, table, settings.replica_url.database)
         conn = mysql.connect(url, role="replica")
     else:
-        dialect, url, name = for_url(settings.analytics_url), settings.analytics_url, lock_name(phase, table)
+        dialect, url = for_url(settings.analytics_url), settings.analytics_url
+        name = lock_name(phase, table, settings.raw_schema)  # many clinics' raw schemas share one database
         conn = dialect.connect(url)
     try:
         if not dialect.acquire_lock(conn, name, timeout):

@@ -116,8 +116,10 @@ def preflight(settings: Settings, phases: list[str]) -> None:
 
 
 def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables: list[str] | None = None, *,
-               full: bool = False, strategy: str | None = None, jobs: int = DEFAULT_JOBS) -> list[TableResult]:
-    """Each selected table through `phases` in order, `jobs` tables at a time."""
+               full: bool = False, strategy: str | None = None, jobs: int = DEFAULT_JOBS,
+               reconcile_after_load: bool = True) -> list[TableResult]:
+    """Each selected table through `phases` in order, `jobs` tables at a time. reconcile_after_load=False
+    leaves the delete detection of `reconcile` tables to a separate `etl reconcile` (a scheduler's task)."""
     selected: list[TableConfig] = config.select(tables)
     preflight(settings, phases)
     run_id = str(uuid.uuid4())
@@ -131,7 +133,8 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
                 results.append(TableResult(phase, table.name, False, error=f"skipped: {results[-1].phase} failed"))
                 continue
             results.append(run_table(settings, phase, table, run_id, full=full, strategy=strategy))
-        if "load" in phases and table.delete_detection == "reconcile" and all(r.ok for r in results):
+        if (reconcile_after_load and "load" in phases and table.delete_detection == "reconcile"
+                and all(r.ok for r in results)):
             results.append(run_table(settings, "reconcile", table, run_id))
         return results
 

@@ -152,13 +152,18 @@ def test_advisory_lock_serialises_loads_of_one_table(demo):
     demo.run()
     from tests.conftest import pg_conn
     holder = pg_conn(demo.settings.analytics_url)
+    from etl.locks import lock_name
     with holder.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(hashtextextended('etl:load:appointment', 0))")
-    release = threading.Timer(1.0, holder.close)
+        cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+                    (lock_name("load", "appointment", demo.settings.raw_schema),))
+    release = threading.Timer(3.0, holder.close)
+    started = time.monotonic()
     release.start()
     result = etl(demo.settings, "load", "appointment", ETL_LOCK_TIMEOUT="30")
+    waited = time.monotonic() - started
     release.join()
     assert result.returncode == 0, result.stderr  # waited for the holder, then ran
+    assert waited >= 3.0  # the lock it waited for is the one its name says
 
 
 def test_database_down_is_one_line_naming_it_without_password(demo):

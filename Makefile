@@ -42,7 +42,7 @@ demo-clinic: export ETL_DBT_PROJECT_DIR := $(CLINIC)/dbt
 demo-clinic: install services
 	rm -rf $(CLINIC)/dbt && mkdir -p $(CLINIC) && cp -r dbt $(CLINIC)/dbt
 	rm -rf $(CLINIC)/dbt/target $(CLINIC)/dbt/logs $(CLINIC)/dbt/models/staging/generated
-	$(BIN)/etl demo-data --clinic --scale $(SCALE)
+	$(BIN)/etl demo-data --fact-sheet --scale $(SCALE)
 	$(BIN)/etl discover --no-diff
 	$(BIN)/etl dbt-sources
 	$(BIN)/etl migrate

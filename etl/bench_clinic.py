@@ -5,7 +5,7 @@ configured servers (never the demo's ``opendental*``), dropped at the end (``--k
 figure is a subprocess of the venv's ``etl``, timed start to exit, peak RSS from os.wait4; baselines measured
 in the same run; the median of ``--runs``; a table, or JSON (``--json``).
 
-The source: every table of the fact sheet (``etl demo-data --clinic``, 93 tables; ``--scale 1.0`` = 18.8M
+The source: every table of the fact sheet (``etl demo-data --fact-sheet``, 93 tables; ``--scale 1.0`` = 18.8M
 rows), built once. Each run, on fresh replica and analytics databases:
 
 1. ``etl discover`` writes the tables.yml (the benchmark's own file), ``etl dbt-sources`` the dbt sources and

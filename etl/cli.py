@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo-data", help="(re)create the demo source database with seeded OpenDental-like data")
     demo.add_argument("--scale", type=float, default=0.05, help="fraction of a real clinic's row counts (default 0.05)")
     demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--clinic", action="store_true",
+    # not --clinic: that is the global option choosing a clinic of clinics.yml (same dest, it would be lost)
+    demo.add_argument("--fact-sheet", action="store_true",
                       help="every table of the fact sheet (93 tables, 18.8M rows at --scale 1.0), not just the 12 demo tables")
     demo.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="tables filled at once (default 2)")
     sub.add_parser("init-tracking", help="create missing tracking rows (status pending) for every configured table")
@@ -157,7 +158,7 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         from etl.demo import build_demo_source
         import time
         started = time.monotonic()
-        counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed, clinic=args.clinic,
+        counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed, clinic=args.fact_sheet,
                                    jobs=args.jobs)
         for table, rows in counts.items():
             print(f"{table:<16} {rows:>10,} rows")

@@ -398,7 +398,7 @@ def build_demo_source(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m etl.demo [--scale N] [--seed S] [--clinic | --table T ...] [--jobs N]``; the source URL
+    """``python -m etl.demo [--scale N] [--seed S] [--fact-sheet | --table T ...] [--jobs N]``; the source URL
     comes from the settings."""
     from etl.settings import Settings
 
@@ -406,14 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.05, help="fraction of the clinic's row counts")
     parser.add_argument("--seed", type=int, default=42)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--clinic", action="store_true", help="all 93 tables of the fact sheet")
+    which.add_argument("--fact-sheet", action="store_true", help="all 93 tables of the fact sheet")
     which.add_argument("--table", action="append", dest="tables", help="build only this table (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="tables filled at once (default 2)")
     args = parser.parse_args(argv)
     try:
         url = Settings.load().source_url
         started = time.monotonic()
-        written = build_demo_source(url, scale=args.scale, seed=args.seed, tables=args.tables, clinic=args.clinic,
+        written = build_demo_source(url, scale=args.scale, seed=args.seed, tables=args.tables, clinic=args.fact_sheet,
                                     jobs=args.jobs)
     except EtlError as exc:
         print(f"error: {exc}", file=sys.stderr)

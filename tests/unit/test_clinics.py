@@ -3,6 +3,7 @@ the dbt schema suffix, and the promise that the core never imports Airflow."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -313,3 +314,17 @@ def test_etl_clinics_lists_where_settings_come_from_and_prints_the_pools(tmp_pat
     pools = subprocess.run([sys.executable, "-m", "etl", "clinics", "--airflow-pools"], capture_output=True,
                            text=True, env=env, timeout=60, cwd=tmp_path)
     assert json.loads(pools.stdout) == load_clinics(path).pools()
+
+
+def test_every_subcommand_keeps_the_global_clinic():
+    """A subcommand's own option must not share the dest of the global --clinic: argparse would reset it to
+    the subcommand's default and the command would run on the default settings (demo-data once rebuilt the
+    default `opendental` database instead of the clinic's)."""
+    import etl.cli
+    parser = etl.cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        required = [a for a in sub._actions if a.required]
+        assert not any(a.option_strings for a in required), f"{name}: give this test its required option"
+        argv = ["--clinic", "north", name] + [next(iter(a.choices)) if a.choices else "x" for a in required]
+        assert parser.parse_args(argv).clinic == "north", name

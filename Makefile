@@ -64,16 +64,16 @@ test-integration: install services
 snapshots: install
 	$(BIN)/python -m tests.snapshot_cases --update
 
-# Performance benchmark (etl/bench.py): its own uniquely named databases, dropped afterwards.
+# Performance benchmark (etl/tools/bench.py): its own uniquely named databases, dropped afterwards.
 # make bench BENCH_ARGS="--runs 3 --json"   (also --rows 5000000, --jobs-sweep 1,2,4, --keep)
 bench: install services
-	$(BIN)/python -m etl.bench $(BENCH_ARGS)
+	$(BIN)/python -m etl.tools.bench $(BENCH_ARGS)
 
-# The whole clinic end to end (etl/bench_clinic.py): discover, initial sync, a simulated day, the nightly,
+# The whole clinic end to end (etl/tools/bench_clinic.py): discover, initial sync, a simulated day, the nightly,
 # a no-change run, verify, with the writer-wait probe; its own databases, dropped afterwards.
 # make bench-clinic BENCH_ARGS="--scale 1.0 --json"   (also --runs 3, --jobs 2, --skip-pipe/transform/verify/probe)
 bench-clinic: install services
-	$(BIN)/python -m etl.bench_clinic $(BENCH_ARGS)
+	$(BIN)/python -m etl.tools.bench_clinic $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info $(CLINIC)

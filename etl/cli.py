@@ -155,7 +155,7 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
             print(line)
         return 0
     if args.command == "demo-data":
-        from etl.demo import build_demo_source
+        from etl.tools.demo import build_demo_source
         import time
         started = time.monotonic()
         counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed, clinic=args.fact_sheet,

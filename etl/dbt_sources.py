@@ -21,8 +21,8 @@ transform phase runs (``dbt/``, or ETL_DBT_PROJECT_DIR):
 
 Every file starts with a "generated" header and is never edited by hand: `etl dbt-sources --check`
 exits 1 when one is stale, missing or left over. The committed files describe the demo source
-(tables.yml + etl/demo_tables.yml, which `etl demo-data` builds): a unit test checks them offline with
-:func:`catalog_columns` in place of the live source.
+(tables.yml + etl/tools/demo_tables.yml, which `etl demo-data` builds): a unit test checks them offline, with
+the demo catalog in place of the live source.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ import yaml
 
 from etl import PROJECT_ROOT
 from etl.config import EtlConfig, load_config
-from etl.demo import DEMO_TABLES_PATH, DemoColumn, load_demo_tables
-from etl.dialects.postgres import PgColumn
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 SOURCES_RELATIVE = Path("models") / "staging" / "_sources.yml"
@@ -116,32 +114,6 @@ TRACKING_TABLES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
 # zone so freshness is right on a server that does not run in UTC.
 LOADED_AT = "_etl_loaded_at at time zone current_setting('TimeZone')"
 FRESHNESS = {"warn_after": {"count": 24, "period": "hour"}, "error_after": {"count": 72, "period": "hour"}}
-
-_BASE_TYPE = re.compile(r"^([a-z]+)(?:\((\d+)(?:,(\d+))?\))?( unsigned)?$")
-
-
-def pg_column_type(column: DemoColumn) -> str:
-    """The PostgreSQL type the load phase gives a catalog column (the type map of etl/dialects/postgres.py)."""
-    m = _BASE_TYPE.match(column.type)
-    if not m:
-        raise ValueError(f"column {column.name}: unexpected type {column.type!r}")
-    base, size, scale, unsigned = m.groups()
-    is_char = base in ("char", "varchar")
-    return PgColumn(
-        name=column.name, data_type=base, column_type=column.type, nullable=not column.not_null,
-        default=None, extra="", charset=None, collation=None,
-        precision=int(size) if size and not is_char else None, scale=int(scale) if scale else None,
-        char_length=int(size) if size and is_char else None,
-    ).pg_type
-
-
-def catalog_columns(config: EtlConfig, demo_path: Path = DEMO_TABLES_PATH) -> dict[str, list[tuple[str, str]]]:
-    """Offline stand-in for :func:`live_columns`: the demo catalog's columns (the source `etl demo-data`
-    builds) through the type map. Used by the unit test of the committed files."""
-    catalog = load_demo_tables(demo_path)
-    return {name: [(c.name, pg_column_type(c)) for c in catalog[name].columns]
-            for name in config.tables if name in catalog}
-
 
 def live_columns(settings, config: EtlConfig) -> dict[str, list[tuple[str, str | None]]]:
     """Configured table -> [(column, PostgreSQL type)] as the load phase will create them from the live

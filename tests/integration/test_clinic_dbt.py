@@ -14,7 +14,7 @@ import yaml
 from etl import PROJECT_ROOT
 from etl.config import load_config
 from etl.dbt_sources import GENERATED_DIR, MODEL_HEADER, SOURCES_RELATIVE, snake_case
-from etl.demo import FILL_ORDER, build_demo_source, clinic_tables
+from etl.tools.demo import FILL_ORDER, build_demo_source, clinic_tables
 from etl.migrate import migrate
 from etl.verify import verify
 from tests.conftest import mysql_conn, pg_conn

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from sqlalchemy.engine import make_url
 
-from etl.demo import build_demo_source
+from etl.tools.demo import build_demo_source
 from etl.locks import lock_name
 from tests.conftest import MYSQL_URL, PG_URL, mysql_conn, pg_conn
 

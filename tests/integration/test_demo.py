@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from etl import PROJECT_ROOT
 from etl.config import load_config
-from etl.demo import (
+from etl.tools.demo import (
     FILL_ORDER,
     DEMO_TABLES_PATH,
     _parse_column,
@@ -221,7 +221,7 @@ def test_vendored_extract_and_tables_yml_agree_with_the_fact_sheet():
 
 
 def test_the_whole_clinic_matches_the_fact_sheet_with_quirks_and_keys(mysql_database):
-    from etl.demo import clinic_tables, foreign_keys
+    from etl.tools.demo import clinic_tables, foreign_keys
 
     url = _url(mysql_database("etldemo", create=False))
     written = build_demo_source(url, scale=0.0005, clinic=True, seed=5, as_of=AS_OF, jobs=2)

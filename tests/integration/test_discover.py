@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from etl.config import load_config
-from etl.demo import build_demo_source
+from etl.tools.demo import build_demo_source
 from etl.migrate import migrate
 from etl.runner import run_phases
 from etl.verify import verify

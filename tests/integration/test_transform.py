@@ -21,7 +21,7 @@ import yaml
 from etl import PROJECT_ROOT, watermark
 from etl.config import load_config
 from etl.dbt_sources import SOURCES_PATH
-from etl.demo import build_demo_source
+from etl.tools.demo import build_demo_source
 from etl.phases.transform import dbt_command
 from etl.runner import run_phases
 from tests.integration.engine_helpers import Pipeline

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from etl.config import load_config
-from etl.demo import build_demo_source
+from etl.tools.demo import build_demo_source
 from etl.migrate import migrate
 from etl.settings import mask_url
 from etl.runner import reconcile

@@ -13,11 +13,39 @@ import yaml
 
 from etl import PROJECT_ROOT
 from etl.config import load_config
-from etl.dbt_sources import HEADER, SOURCES_PATH, catalog_columns, render_sources
-from etl.demo import demo_tables, load_demo_tables
+from etl.config import EtlConfig
+from etl.dbt_sources import HEADER, SOURCES_PATH, render_sources
+from etl.dialects.postgres import PgColumn
+from etl.tools.demo import DemoColumn, demo_tables, load_demo_tables
 
 DBT = PROJECT_ROOT / "dbt"
 MACRO_FILES = sorted((DBT / "etl_tracking" / "macros").glob("*.sql")) + sorted((DBT / "macros").glob("*.sql"))
+
+
+_BASE_TYPE = re.compile(r"^([a-z]+)(?:\((\d+)(?:,(\d+))?\))?( unsigned)?$")
+
+
+def pg_column_type(column: DemoColumn) -> str:
+    """The PostgreSQL type the load gives a demo catalog column (through the type map of
+    etl/dialects/postgres.py), without a database."""
+    m = _BASE_TYPE.match(column.type)
+    assert m, f"column {column.name}: unexpected type {column.type!r}"
+    base, size, scale, _unsigned = m.groups()
+    is_char = base in ("char", "varchar")
+    return PgColumn(
+        name=column.name, data_type=base, column_type=column.type, nullable=not column.not_null,
+        default=None, extra="", charset=None, collation=None,
+        precision=int(size) if size and not is_char else None, scale=int(scale) if scale else None,
+        char_length=int(size) if size and is_char else None,
+    ).pg_type
+
+
+def catalog_columns(config: EtlConfig) -> dict[str, list[tuple[str, str]]]:
+    """Offline stand-in for etl.dbt_sources.live_columns: the demo catalog (the source `etl demo-data`
+    builds) through the type map."""
+    catalog = load_demo_tables()
+    return {name: [(c.name, pg_column_type(c)) for c in catalog[name].columns]
+            for name in config.tables if name in catalog}
 
 
 def collapse(text: str) -> str:

@@ -11,7 +11,7 @@ import yaml
 
 from etl import discover as d
 from etl.config import parse_config
-from etl.demo import clinic_tables
+from etl.tools.demo import clinic_tables
 from etl.render import Ident
 from etl.schema import Column
 

@@ -27,7 +27,7 @@ COLUMNS = PATIENT.columns
 
 Context = Callable[[], dict[str, Any]]
 
-# The tools' templates (etl/bench.py, etl/demo.py): template -> (context factory, binds its call site passes)
+# The tools' templates (etl/tools/bench.py, etl/tools/demo.py): template -> (context factory, binds its call site passes)
 TOOL_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/bench/history_mark": (dict, set()),
     "mysql/bench/history_rows": (dict, {"after"}),
@@ -51,7 +51,7 @@ TOOL_CASES: dict[str, tuple[Context, set[str]]] = {
                                                 table=Ident("patient")), set()),
     "postgres/bench/drop_table": (lambda: dict(schema=Ident("raw"), table=Ident("patient__pipe")), set()),
     "postgres/bench/drop_database": (lambda: dict(database=Ident("etlbench_ana")), set()),
-    # ---- the clinic benchmark (etl/bench_clinic.py)
+    # ---- the clinic benchmark (etl/tools/bench_clinic.py)
     "mysql/bench_clinic/history_phases": (dict, {"after"}),
     "postgres/bench_clinic/history_phases": (lambda: dict(schema=Ident("raw")), {"after"}),
     "mysql/bench_clinic/session_local_time": (dict, set()),
@@ -104,13 +104,13 @@ def all_templates() -> list[str]:
 def demo_templates() -> dict[str, Any]:
     """mysql/demo/create_table renders once per fact-sheet table, mysql/demo/fill_<table> once per hand-tuned
     demo table and fill_generic once per other table (tests below)."""
-    from etl import demo
+    from etl.tools import demo
 
     return demo.clinic_tables()
 
 
 def fill_template(table: str) -> str:
-    from etl import demo
+    from etl.tools import demo
 
     return f"mysql/demo/fill_{table}" if table in demo.FILL_ORDER else "mysql/demo/fill_generic"
 
@@ -174,7 +174,7 @@ def test_rendered_statements_have_no_leading_blank_space() -> None:
         assert text == text.lstrip() and text.strip(), name
 
 
-# ---- demo source templates (etl/demo.py): DDL from the fact sheet, one INSERT ... SELECT per table
+# ---- demo source templates (etl/tools/demo.py): DDL from the fact sheet, one INSERT ... SELECT per table
 
 DEMO_POOL = {"seed", "upper", "span", "rows"}
 
@@ -194,7 +194,7 @@ def test_demo_create_table_renders_every_fact_sheet_column(table: str) -> None:
 @pytest.mark.parametrize("table", sorted(sc.demo_facts()))
 def test_demo_fill_binds_are_all_supplied_by_build_demo_source(table: str) -> None:
     """demo._run passes only binds found in its pool: seed, upper, span, rows and n_<table> counts."""
-    from etl import demo
+    from etl.tools import demo
 
     fks = {c: Ident(t) for c, t in demo.foreign_keys().items() if t != table}
     statement = render(fill_template(table), table=demo_templates()[table], seq_table=Ident("seq_1_to_10"),

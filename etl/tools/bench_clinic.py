@@ -1,6 +1,6 @@
-"""`python -m etl.bench_clinic` (`make bench-clinic`): a whole clinic end to end, against the machine's limits.
+"""`python -m etl.tools.bench_clinic` (`make bench-clinic`): a whole clinic end to end, against the machine's limits.
 
-Same rules as `make bench` (etl/bench.py, whose machinery this reuses): its own uniquely named databases on the
+Same rules as `make bench` (etl/tools/bench.py, whose machinery this reuses): its own uniquely named databases on the
 configured servers (never the demo's ``opendental*``), dropped at the end (``--keep`` keeps them); every `etl`
 figure is a subprocess of the venv's ``etl``, timed start to exit, peak RSS from os.wait4; baselines measured
 in the same run; the median of ``--runs``; a table, or JSON (``--json``).
@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import yaml
 
 from etl import PROJECT_ROOT
-from etl.bench import Bench, Measure, Sample, _fix, _num, _text, machine
+from etl.tools.bench import Bench, Measure, Sample, _fix, _num, _text, machine
 from etl.db import fetch_all, fetch_one
 from etl.dialects import mysql, postgres
 from etl.dialects.mysql import connect as mysql_connect
@@ -207,7 +207,7 @@ class ClinicBench(Bench):
 
     # ---- the source -------------------------------------------------------------------------------------
     def build(self) -> None:
-        from etl.demo import build_demo_source
+        from etl.tools.demo import build_demo_source
 
         self.say(f"building the clinic source {self.names['source']} at scale {self.scale} "
                  f"(~{round(CLINIC_ROWS * self.scale):,} rows, 93 tables, --jobs {self.jobs})...")
@@ -289,7 +289,7 @@ class ClinicBench(Bench):
 
     # ---- the steps ----------------------------------------------------------------------------------------
     def probe_tables(self) -> list[ProbeTable]:
-        from etl.demo import clinic_tables
+        from etl.tools.demo import clinic_tables
 
         config = yaml.safe_load(self.settings.tables_path.read_text(encoding="utf-8"))["tables"]
         facts = clinic_tables()
@@ -624,7 +624,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etl.bench_clinic", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m etl.tools.bench_clinic", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
                         help=f"fraction of the clinic's 18.8M rows (default {DEFAULT_SCALE}; 1.0 for the real figures)")
     parser.add_argument("--runs", type=int, default=1, help="median of this many runs of each step (default 1)")

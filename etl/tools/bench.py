@@ -1,6 +1,6 @@
-"""`python -m etl.bench` (`make bench`): the ETL against the machine's own limits, side by side, in one run.
+"""`python -m etl.tools.bench` (`make bench`): the ETL against the machine's own limits, side by side, in one run.
 
-It builds its own demo source (etl.demo.build_demo_source) in uniquely named databases on the configured
+It builds its own demo source (etl.tools.demo.build_demo_source) in uniquely named databases on the configured
 servers -- never the demo's ``opendental*`` databases -- and drops them at the end (``--keep`` keeps
 them). Every `etl` figure is a subprocess of the venv's ``etl`` command, timed from start to exit (so it
 includes the ~0.7 s of Python start-up and the tracking-schema check), with its peak RSS read from
@@ -229,7 +229,7 @@ class Bench:
 
     # ---- the steps -----------------------------------------------------------------------------------
     def build(self) -> None:
-        from etl.demo import build_demo_source
+        from etl.tools.demo import build_demo_source
 
         self.say(f"building the demo source {self.names['source']} at scale {self.scale:.4f} "
                  f"({self.rows:,} {TABLE} rows)...")
@@ -491,7 +491,7 @@ def _fix(value: float | None, digits: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etl.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m etl.tools.bench", description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--rows", type=int, help=f"{TABLE} rows (default {DEFAULT_ROWS:,}; the other demo tables "
                                                "at the clinic's proportions)")

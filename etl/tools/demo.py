@@ -1,7 +1,7 @@
 """A deterministic, OpenDental-like *demo* source database, for trying and testing the ETL.
 
 Everything here is made-up demo data; nothing comes from a real clinic except the shape: the tables of
-``etl/demo_tables.yml`` (a vendored copy of the OpenDental fact sheet: 93 tables, 18.8M rows at one real
+``etl/tools/demo_tables.yml`` (a vendored copy of the OpenDental fact sheet: 93 tables, 18.8M rows at one real
 clinic) are created with their production types, defaults, keys and ``ENGINE=MyISAM``, then each is
 filled by one ``INSERT ... SELECT ... FROM seq_1_to_N`` statement (MariaDB's SEQUENCE engine), rendered
 from ``sql_templates/mysql/demo/``. The twelve tables of FILL_ORDER (the default demo) have hand-tuned
@@ -82,7 +82,7 @@ FILL_ORDER = (
     "definition", "provider", "recalltype", "procedurecode", "patient", "appointment",
     "procedurelog", "claimproc", "payment", "paysplit", "commlog", "securitylog",
 )
-#: Tables in the vendored fact sheet (etl/demo_tables.yml); `clinic=True` builds them all.
+#: Tables in the vendored fact sheet (etl/tools/demo_tables.yml); `clinic=True` builds them all.
 CLINIC_TABLE_COUNT = 93
 
 
@@ -314,7 +314,7 @@ def build_demo_source(
 
     **Destructive**: ``DROP DATABASE`` first, then ``CREATE DATABASE ... utf8mb4``; meant for a demo or
     test server, never for a real OpenDental database. Creates `tables` (default: the twelve demo
-    tables; ``clinic=True``: all 93 tables of the fact sheet) from ``etl/demo_tables.yml`` and fills each
+    tables; ``clinic=True``: all 93 tables of the fact sheet) from ``etl/tools/demo_tables.yml`` and fills each
     with one INSERT ... SELECT, `jobs` tables at a time on their own connections (the biggest first).
     The rows are a deterministic function of `seed` and the row number; timestamps lie within ~3 years
     before the hour preceding `as_of` (default: now). Returns the rows written per table, in table
@@ -398,11 +398,11 @@ def build_demo_source(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m etl.demo [--scale N] [--seed S] [--fact-sheet | --table T ...] [--jobs N]``; the source URL
+    """``python -m etl.tools.demo [--scale N] [--seed S] [--fact-sheet | --table T ...] [--jobs N]``; the source URL
     comes from the settings."""
     from etl.settings import Settings
 
-    parser = argparse.ArgumentParser(prog="python -m etl.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m etl.tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.05, help="fraction of the clinic's row counts")
     parser.add_argument("--seed", type=int, default=42)
     which = parser.add_mutually_exclusive_group()

@@ -246,15 +246,15 @@ def type_change(old: Column, new: Column) -> str:
     if (old.charset or "") != (new.charset or "") and (old.charset, new.charset) not in _CHARSET_WIDENS:
         return "narrower"
     t0, t1 = old.data_type, new.data_type
+    # reflection may hand sizes over as text (a raw-text session)
+    p0, s0, p1, s1 = (int(v or 0) for v in (old.precision, old.scale, new.precision, new.scale))
     if t0 in ("decimal", "numeric") and t1 in ("decimal", "numeric"):
-        digits = (new.precision or 0) - (new.scale or 0) >= (old.precision or 0) - (old.scale or 0)
         sign = old.unsigned or not new.unsigned
-        return "wider" if digits and (new.scale or 0) >= (old.scale or 0) and sign else "narrower"
+        return "wider" if p1 - s1 >= p0 - s0 and s1 >= s0 and sign else "narrower"
     if t0 in INTEGER_TYPES and t1 in ("decimal", "numeric"):
         least, greatest = _INTEGER_RANGE[(t0, old.unsigned)]
         digits = len(str(max(abs(least), greatest)))
-        return "wider" if (new.precision or 0) - (new.scale or 0) >= digits and (least >= 0 or not new.unsigned) \
-            else "narrower"
+        return "wider" if p1 - s1 >= digits and (least >= 0 or not new.unsigned) else "narrower"
     if (t0, t1) in (("float", "double"), ("float", "float"), ("double", "double")):
         return "wider" if old.unsigned or not new.unsigned else "narrower"
     # char strips trailing spaces, varchar keeps them: char -> varchar keeps every value, not the reverse

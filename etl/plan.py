@@ -174,8 +174,11 @@ def make_plan(
     force_full: bool = False,
     target_exists: bool = True,
     strategy_override: str | None = None,
+    refresh: str | None = None,
 ) -> Plan:
-    """Decide how one table is read in one phase. Pure: everything it needs is passed in."""
+    """Decide how one table is read in one phase. Pure: everything it needs is passed in. `refresh`: why
+    the target needs a full refresh whatever its watermarks say (a column added upstream); the reason goes
+    into the run's notes."""
     warnings: list[str] = []
     key = tuple(Ident(k) for k in config.primary_key)
     for name in key:
@@ -225,6 +228,10 @@ def make_plan(
     elif not primary and any(b.lower is None for b in fallback):
         missing = ", ".join(b.column for b in fallback if b.lower is None)
         strategy, reason = "full", f"no watermark recorded yet for {missing}"
+    if refresh is not None and target_exists:
+        if strategy != "full":
+            strategy, reason = "full", refresh
+        warnings.append(f"full refresh: {refresh}")
 
     if strategy_override and strategy_override != strategy:
         if strategy_override == "primary" and not primary:

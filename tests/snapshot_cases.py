@@ -242,8 +242,10 @@ def recipe_for(phase: str, config: TableConfig, example: Example) -> Recipe | No
         if key is None:
             return None
         found = replace(found, resume_after=key)
-    if example.drift:  # the table's last column is missing in the target
-        found = replace(found, added=plan.columns[-1:])
+    if example.drift:  # the table's last column is missing in the target, the one before it is retyped
+        found = replace(found, added=plan.columns[-1:], widened=plan.columns[-2:-1])
+        if plan.strategy == "full":  # and, in a full refresh, the one before that is narrowed
+            found = replace(found, narrowed=plan.columns[-3:-2])
     store = tracking.for_phase(SETTINGS, phase)
     if phase == "copy":
         place = copy.Place(SOURCE_DB, REPLICA_DB)

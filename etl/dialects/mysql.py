@@ -211,6 +211,82 @@ def map_table(schema: TableSchema) -> TableSchema:
     return replace(schema, columns=tuple(ReplicaColumn.of(c) for c in schema.columns))
 
 
+# ---------------------------------------------------------------- a source column that changed type
+
+#: The values each integer type holds: (type, unsigned?) -> (least, greatest).
+_INTEGER_RANGE = {
+    (t, unsigned): ((0, 2 ** bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
+    for t, bits in (("tinyint", 8), ("smallint", 16), ("mediumint", 24), ("int", 32), ("integer", 32),
+                    ("bigint", 64))
+    for unsigned in (False, True)
+}
+#: Bytes a value of each text and blob type may hold.
+_TEXT_BYTES = {"tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295}
+_BLOB_BYTES = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295}
+#: A character takes at most this many bytes (utf8mb4; a narrower charset only makes a value shorter).
+_MAX_CHAR_BYTES = 4
+#: Charset changes that keep every character: the old charset is a subset of the new one.
+_CHARSET_WIDENS = {("utf8", "utf8mb4"), ("utf8mb3", "utf8mb4"), ("ascii", "utf8mb4"), ("ascii", "utf8mb3"),
+                   ("ascii", "utf8"), ("ascii", "latin1")}
+_FSP = re.compile(r"\((\d+)\)")
+
+
+def type_change(old: Column, new: Column) -> str:
+    """How a column's declared type changed between the replica (`old`) and the source (`new`): 'same',
+    'wider' (every value of the old type fits the new one unchanged: the replica column is altered in
+    place) or 'narrower' (some value could be cut or converted: never applied in place; a full refresh
+    rebuilds the table). Judged from the declared types alone."""
+    if old.column_type == new.column_type and (old.charset or "") == (new.charset or ""):
+        return "same"
+    if old.data_type in INTEGER_TYPES and new.data_type in INTEGER_TYPES:
+        before, after = _INTEGER_RANGE[(old.data_type, old.unsigned)], _INTEGER_RANGE[(new.data_type, new.unsigned)]
+        if before == after and "zerofill" not in old.column_type + new.column_type:
+            return "same"  # a display width (int(11) vs int) changes no value
+        return "wider" if after[0] <= before[0] and before[1] <= after[1] else "narrower"
+    if (old.charset or "") != (new.charset or "") and (old.charset, new.charset) not in _CHARSET_WIDENS:
+        return "narrower"
+    t0, t1 = old.data_type, new.data_type
+    # reflection may hand sizes over as text (a raw-text session)
+    p0, s0, p1, s1 = (int(v or 0) for v in (old.precision, old.scale, new.precision, new.scale))
+    if t0 in ("decimal", "numeric") and t1 in ("decimal", "numeric"):
+        sign = old.unsigned or not new.unsigned
+        return "wider" if p1 - s1 >= p0 - s0 and s1 >= s0 and sign else "narrower"
+    if t0 in INTEGER_TYPES and t1 in ("decimal", "numeric"):
+        least, greatest = _INTEGER_RANGE[(t0, old.unsigned)]
+        digits = len(str(max(abs(least), greatest)))
+        return "wider" if p1 - s1 >= digits and (least >= 0 or not new.unsigned) else "narrower"
+    if (t0, t1) in (("float", "double"), ("float", "float"), ("double", "double")):
+        return "wider" if old.unsigned or not new.unsigned else "narrower"
+    # char strips trailing spaces, varchar keeps them: char -> varchar keeps every value, not the reverse
+    if t0 in ("char", "varchar") and t1 in ("varchar",) or (t0, t1) == ("char", "char"):
+        return "wider" if _length(new) >= _length(old) else "narrower"
+    if t0 in ("char", "varchar", *_TEXT_BYTES) and t1 in _TEXT_BYTES:
+        before = _TEXT_BYTES.get(t0) or _length(old) * _MAX_CHAR_BYTES
+        return "wider" if _TEXT_BYTES[t1] >= before else "narrower"
+    if (t0, t1) == ("varbinary", "varbinary"):
+        return "wider" if _length(new) >= _length(old) else "narrower"
+    if t0 in ("varbinary", *_BLOB_BYTES) and t1 in _BLOB_BYTES:
+        return "wider" if _BLOB_BYTES[t1] >= (_BLOB_BYTES.get(t0) or _length(old)) else "narrower"
+    if t0 == t1 and t0 in ("enum", "set"):  # members added at the end: every stored value keeps its meaning
+        return "wider" if new.column_type.startswith(old.column_type[:-1] + ",") else "narrower"
+    if t0 == t1 and t0 in ("datetime", "timestamp", "time"):  # more fractional digits
+        return "wider" if _fsp(new.column_type) >= _fsp(old.column_type) else "narrower"
+    return "narrower"
+
+
+def _length(column: Column) -> int:
+    """The declared length of a char/varchar/varbinary column (reflection's, else the declared type's)."""
+    if column.char_length:
+        return int(column.char_length)
+    found = _FSP.search(column.column_type)
+    return int(found.group(1)) if found else 0
+
+
+def _fsp(column_type: str) -> int:
+    found = _FSP.search(column_type)
+    return int(found.group(1)) if found else 0
+
+
 # ---------------------------------------------------------------- LOAD DATA infile text, block by block
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ only 0 and 1 is still a ``smallint``: OpenDental keeps enums in tinyints).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Iterable, Iterator
 
@@ -167,6 +168,53 @@ def same_type(expected: str, actual: str) -> bool:
         if normal.startswith(short):
             normal = long + normal[len(short):]
     return normal == actual
+
+
+#: Integer types in the order each holds the previous one's values; numeric(20) holds bigint unsigned.
+_INTEGER_RANK = {"smallint": 1, "integer": 2, "bigint": 3}
+_INTEGER_DIGITS = {"smallint": 5, "integer": 10, "bigint": 19}
+_SHAPE = re.compile(r"^(numeric|character varying|varchar)\((\d+)(?:,(\d+))?\)$")
+
+
+def type_change(expected: str, actual: str) -> str:
+    """How the type map's `expected` type relates to `actual` (format_type of a raw column): 'same',
+    'wider' (every value of `actual` fits `expected` unchanged: ALTER COLUMN ... TYPE in place) or
+    'narrower' (some value could be cut or converted: only a full refresh retypes the column)."""
+    if same_type(expected, actual):
+        return "same"
+    new, old = _shape(expected), _shape(actual)
+    if new is None or old is None:
+        return "narrower"
+    if new == old:
+        return "same"  # numeric(20) is numeric(20,0)
+    (t1, p1, s1), (t0, p0, s0) = new, old
+    if t0 == "int" and t1 == "int":
+        return "wider" if p1 >= p0 else "narrower"
+    if t0 == "int" and t1 == "numeric":
+        return "wider" if p1 - s1 >= p0 else "narrower"
+    if t0 == "numeric" and t1 == "numeric":
+        return "wider" if s1 >= s0 and p1 - s1 >= p0 - s0 else "narrower"
+    if t0 == "varchar" and t1 == "varchar":
+        return "wider" if p1 >= p0 else "narrower"
+    if (t0, t1) in (("real", "double precision"),):
+        return "wider"
+    return "narrower"
+
+
+def _shape(pg_type: str) -> tuple[str, int, int] | None:
+    """(family, size, scale): integers by rank (their digits as numerics), varchar by length (text:
+    unbounded), numeric by precision and scale."""
+    if pg_type in _INTEGER_RANK:
+        return "int", _INTEGER_DIGITS[pg_type], 0
+    if pg_type == "text":
+        return "varchar", 1 << 62, 0
+    if pg_type in ("real", "double precision"):
+        return pg_type, 0, 0
+    found = _SHAPE.match(pg_type)
+    if not found:
+        return None
+    family = "numeric" if found.group(1) == "numeric" else "varchar"
+    return family, int(found.group(2)), int(found.group(3) or 0)
 
 
 # ---------------------------------------------------------------- COPY text

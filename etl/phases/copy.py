@@ -49,6 +49,8 @@ class Facts:
     resume_after: tuple | None = None  # a crowded watermark second's resume key (plan.watermark_resume)
     local_infile: bool = True         # the replica accepts LOAD DATA LOCAL INFILE (separate servers)
     estimate: int | None = None       # the source's row estimate (progress of a full separate-servers copy)
+    widened: tuple[Column, ...] = ()  # source columns retyped wider: the replica column is altered in place
+    narrowed: tuple[Column, ...] = () # retyped narrower or otherwise: only a full refresh (prepare refuses others)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Situation:
     added: tuple[Column, ...]
     deletes: bool                     # the deletedobject feed runs
     estimate: int | None
+    changed: tuple[Column, ...] = ()  # replica columns retyped (MODIFY) before any row moves
 
     def describe(self) -> str:
         parts = [f"target {self.target}", f"into the {self.into}", f"rows {self.rows}"]
@@ -75,6 +78,10 @@ class Situation:
             parts.append("resume past a crowded second")
         if self.added:
             parts.append(f"{len(self.added)} column(s) to add")
+        if self.changed:
+            parts.append(f"{len(self.changed)} column(s) to retype")
+        if self.into == "shadow":
+            parts.append("rebuilt from the source definition")
         if self.deletes:
             parts.append("deletedobject feed")
         return "; ".join(parts)
@@ -88,16 +95,22 @@ def decide(plan: Plan, found: Facts) -> Situation:
         rows = "server-side"
     else:
         rows = "blocks" if found.local_infile else "row by row"
+    into = "shadow" if full and not empty else "table"
+    # A shadow is created from the source definition: the live table's columns are left alone. Into the
+    # table itself a narrowing MODIFY happens only in a full refresh of an empty table (no value to cut).
+    altered = into == "table" and found.target != facts.NEW
+    changed = found.widened + (found.narrowed if full else ()) if altered else ()
     return Situation(
         target=found.target,
-        into="shadow" if full and not empty else "table",
+        into=into,
         rows=rows,
         stage=rows == "blocks" and not full,
         checkpoint=rows != "server-side" and plan.strategy == "primary",
         resume_after=found.resume_after if found.target == facts.POPULATED else None,
-        added=found.added if found.target != facts.NEW else (),
+        added=found.added if altered else (),
         deletes=plan.config.delete_detection == "deletedobject",
         estimate=found.estimate if rows == "blocks" and full else None,
+        changed=changed,
     )
 
 
@@ -108,6 +121,7 @@ EXAMPLES = (
     Example("same-server-incremental", "incremental", Facts(True, facts.POPULATED)),
     Example("same-server-resume-deletes", "incremental", Facts(True, facts.POPULATED), resume=True, deletes=True),
     Example("schema-drift", "incremental", Facts(True, facts.POPULATED), drift=True),
+    Example("schema-drift-full-empty", "full", Facts(True, facts.EMPTY), drift=True),
     Example("separate-servers-full-new", "full", Facts(False, facts.NEW, estimate=1000)),
     Example("separate-servers-full-shadow", "full", Facts(False, facts.POPULATED, estimate=1000)),
     Example("separate-servers-incremental", "incremental", Facts(False, facts.POPULATED)),
@@ -136,20 +150,30 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
     keyset = {f"k{i}": v for i, v in enumerate(situation.resume_after or ())}
     steps: list[Step] = []
 
-    if situation.target == facts.NEW:  # InnoDB copy of the source definition, an index per watermark column
-        steps.append(Exec("new table", "replica", mysql.render("create_replica_table", table=table,
-                                                               columns=plan.columns, key=plan.key)))
+    def create(branch: str, name: Ident) -> list[Step]:
+        """InnoDB copy of the source definition, an index per watermark column."""
+        made: list[Step] = [Exec(branch, "replica", mysql.render("create_replica_table", table=name,
+                                                                 columns=plan.columns, key=plan.key))]
         for bound in plan.bounds:
             if bound.column != plan.key[0]:
-                steps.append(Exec("new table", "replica", mysql.render(
-                    "create_replica_index", name=Ident(f"ix_etl_{bound.column}"[:64]), table=table,
+                made.append(Exec(branch, "replica", mysql.render(
+                    "create_replica_index", name=Ident(f"ix_etl_{bound.column}"[:64]), table=name,
                     columns=(bound.column,) + tuple(k for k in plan.key if k != bound.column))))
+        return made
+
+    if situation.target == facts.NEW:
+        steps += create("new table", table)
     for column in situation.added:
         steps += [Exec("schema drift", "replica", mysql.render("add_column", table=table, column=column)),
                   Note("schema drift", f"column {column.name!r} added to the replica", log="warning")]
+    for column in situation.changed:
+        steps += [Exec("schema drift", "replica", mysql.render("modify_column", table=table, column=column)),
+                  Note("schema drift", f"column {column.name!r} retyped to {column.column_type} in the replica",
+                       log="warning")]
     if situation.into == "shadow":
+        # From the source definition, not LIKE the live table: a full refresh also repairs its column types.
         steps += [Exec("shadow swap", "replica", mysql.render("drop_table", table=target)),
-                  Exec("shadow swap", "replica", mysql.render("create_shadow_table", shadow=target, table=table))]
+                  *create("shadow swap", target)]
     if situation.resume_after is not None:
         steps.append(Note("resume", facts.resume_note(situation.resume_after), log="info"))
 
@@ -256,18 +280,20 @@ def prepare(settings: Settings, source: Any, replica: Any, config: TableConfig, 
         raise SchemaError(f"table {config.name!r} does not exist in the source database {src_db}")
     schema = mysql.map_table(schema)
     existing = mysql.reflect_table(replica, rep_db, config.name)
-    added, notes = (), ()
+    drift = facts.Drift()
     if existing is not None:
-        added, notes = facts.drift(schema, {c.name: c.column_type for c in existing.columns},
-                                   lambda col, t: col.column_type == t)
+        drift = facts.drift(schema, {c.name: c.column_type for c in existing.columns},
+                            lambda col, _: mysql.type_change(existing.column(col.name), col))
     store = tracking.for_phase(settings, "copy")
     state = store.read_state(replica, "copy", config.name)
     horizon = facts.capture_horizon(source, facts.watermark_candidates(config, schema), src_db, config.name)
     source.commit()
     plan = make_plan("copy", config, schema, state, horizon, force_full=full, strategy_override=strategy,
-                     target_exists=existing is not None)
-    if notes:
-        plan = replace(plan, warnings=plan.warnings + notes)
+                     target_exists=existing is not None, refresh=drift.refresh_reason("at the source"))
+    if drift.narrowed and plan.strategy != "full":
+        raise SchemaError(drift.refusal(config.name, "the source", "the replica"))
+    if drift.notes:
+        plan = replace(plan, warnings=plan.warnings + drift.notes)
 
     same_server = settings.same_mysql_server()
     target = facts.target_state(replica, mysql, store.scope, plan.table, existing is not None)
@@ -280,8 +306,8 @@ def prepare(settings: Settings, source: Any, replica: Any, config: TableConfig, 
         if plan.strategy == "full":
             estimate = mysql.row_estimate(source, src_db, plan.table)
             source.commit()
-    found = Facts(same_server=same_server, target=target, added=added, resume_after=resume_after,
-                  local_infile=local_infile, estimate=estimate)
+    found = Facts(same_server=same_server, target=target, added=drift.added, resume_after=resume_after,
+                  local_infile=local_infile, estimate=estimate, widened=drift.widened, narrowed=drift.narrowed)
     return recipe(plan, decide(plan, found), Place(src_db, rep_db), store)
 
 

@@ -6,8 +6,9 @@ prints exactly the recipe a run would follow. Nothing here writes.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from etl import watermark
 from etl.config import TableConfig
@@ -28,20 +29,51 @@ def watermark_candidates(config: TableConfig, schema: TableSchema) -> list[Colum
     return [schema.column(n) for n in dict.fromkeys(names) if schema.has_column(n) and schema.column(n).orderable]
 
 
-def drift(upstream: TableSchema, target_columns: dict[str, str], same_type) -> tuple[tuple[Column, ...], tuple[str, ...]]:
-    """Columns to add to the target, and notes about columns dropped or retyped upstream (never applied)."""
-    added = tuple(c for c in upstream.columns if c.name not in target_columns)
-    notes = []
+@dataclass(frozen=True)
+class Drift:
+    """How the upstream definition differs from the phase's target (see :func:`drift`)."""
+
+    added: tuple[Column, ...] = ()      # upstream columns the target lacks
+    widened: tuple[Column, ...] = ()    # retyped upstream so every target value still fits: altered in place
+    narrowed: tuple[Column, ...] = ()   # retyped so a value could be cut or converted: only a full refresh
+    notes: tuple[str, ...] = ()         # dropped upstream (kept in the target) and narrowed, for the run's notes
+    target_types: dict[str, str] = field(default_factory=dict)
+
+    def refresh_reason(self, where: str) -> str | None:
+        """Why a populated target is refreshed in full: its existing rows have no value for an added column
+        (incremental reads never revisit them)."""
+        if not self.added:
+            return None
+        names = ", ".join(c.name for c in self.added)
+        return f"column{'s' if len(self.added) > 1 else ''} {names} added {where}"
+
+    def refusal(self, table: str, upstream: str, target: str) -> str:
+        """The one-line error of a narrowing change outside a full refresh (nothing is written)."""
+        changes = ", ".join(f"{c.name} {self.target_types[c.name]} -> {c.column_type}" for c in self.narrowed)
+        return (f"table {table}: {upstream} narrowed or changed the type of {changes}; {target} was left as it "
+                f"was (altering it could cut values): rebuild it with `etl run --full {table}`")
+
+
+def drift(upstream: TableSchema, target_types: dict[str, str], change: Callable[[Column, str], str]) -> Drift:
+    """Columns to add to the target, columns retyped upstream (`change(column, target_type)`: 'same', 'wider'
+    or 'narrower', the dialect's judgement), and notes about columns dropped upstream (never applied)."""
+    added = tuple(c for c in upstream.columns if c.name not in target_types)
+    widened, narrowed, notes = [], [], []
     upstream_names = set(upstream.column_names)
-    for name, target_type in target_columns.items():
+    for name, target_type in target_types.items():
         if name.startswith("_etl_"):
             continue
         if name not in upstream_names:
             notes.append(f"column {name!r} no longer exists upstream; kept in the target (nothing is dropped)")
-        elif not same_type(upstream.column(name), target_type):
-            notes.append(f"column {name!r} is now {upstream.column(name).column_type} upstream but "
-                         f"{target_type} in the target; not changed, review it")
-    return added, tuple(notes)
+            continue
+        kind = change(upstream.column(name), target_type)
+        if kind == "wider":
+            widened.append(upstream.column(name))
+        elif kind == "narrower":
+            narrowed.append(upstream.column(name))
+            notes.append(f"column {name!r} is now {upstream.column(name).column_type} upstream but {target_type} "
+                         "in the target: the full refresh rebuilds it")
+    return Drift(added, tuple(widened), tuple(narrowed), tuple(notes), dict(target_types))
 
 
 def target_state(conn: Any, dialect: ModuleType, scope: dict[str, Any], table: Ident, exists: bool) -> str:

@@ -46,6 +46,8 @@ class Facts:
     resume_after: tuple | None = None  # a crowded watermark second's resume key (plan.watermark_resume)
     estimate: int | None = None       # the replica's row estimate (a full read: progress, small lookups)
     log_in_replica: bool = True       # the replica holds deletedobject (the feed's log)
+    widened: tuple[Column, ...] = ()  # replica columns whose raw type is narrower: ALTER ... TYPE in place
+    narrowed: tuple[Column, ...] = () # raw type wider or incompatible: retyped after the truncate of a full refresh
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Situation:
     added: tuple[Column, ...]
     deletes: str | None               # feed | no log | None
     estimate: int | None
+    widened: tuple[Column, ...] = ()  # raw columns retyped in place before any row moves
+    retyped: tuple[Column, ...] = ()  # raw columns retyped once emptied (a full refresh that replaces)
 
     def describe(self) -> str:
         parts = [f"target {self.target}", {"replace": "replace the contents", "upsert": "stage and upsert",
@@ -66,6 +70,10 @@ class Situation:
             parts.append("resume past a crowded second")
         if self.added:
             parts.append(f"{len(self.added)} column(s) to add")
+        if self.widened:
+            parts.append(f"{len(self.widened)} column(s) to widen")
+        if self.retyped:
+            parts.append(f"{len(self.retyped)} column(s) retyped once emptied")
         if self.deletes:
             parts.append(f"deletedobject {self.deletes}")
         return "; ".join(parts)
@@ -76,15 +84,18 @@ def decide(plan: Plan, found: Facts) -> Situation:
     write = "upsert"
     if plan.strategy == "full":
         small = plan.config.is_full_table and (found.estimate or 0) <= SMALL_TABLE
-        write = "compare" if found.target == facts.POPULATED and small else "replace"
+        write = "compare" if found.target == facts.POPULATED and small and not found.narrowed else "replace"
     deletes = None
     if plan.config.delete_detection == "deletedobject":
         deletes = "feed" if found.log_in_replica else "no log"
+    exists = found.target != facts.NEW
     return Situation(
         target=found.target, write=write,
-        resume_after=found.resume_after if found.target != facts.NEW else None,
-        added=found.added if found.target != facts.NEW else (),
+        resume_after=found.resume_after if exists else None,
+        added=found.added if exists else (),
         deletes=deletes, estimate=found.estimate if plan.strategy == "full" else None,
+        widened=found.widened if exists else (),
+        retyped=found.narrowed if exists and write == "replace" else (),
     )
 
 
@@ -96,6 +107,7 @@ EXAMPLES = (
     Example("incremental", "incremental", Facts(facts.POPULATED)),
     Example("resume-deletes", "incremental", Facts(facts.POPULATED), resume=True, deletes=True),
     Example("schema-drift", "incremental", Facts(facts.POPULATED), drift=True),
+    Example("schema-drift-full", "full", Facts(facts.POPULATED, estimate=SMALL_TABLE + 1), drift=True),
     Example("deletes-without-log", "incremental", Facts(facts.EMPTY, log_in_replica=False), deletes=True),
 )
 
@@ -124,6 +136,11 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
         steps += [Exec("schema drift", "analytics", target.render("add_column", schema=schema, table=table,
                                                                   column=column)),
                   Note("schema drift", f"column {column.name!r} added to {place.raw_schema}.{table}", log="warning")]
+    for column in situation.widened:
+        steps += [Exec("schema drift", "analytics", target.render("alter_column_type", schema=schema, table=table,
+                                                                  column=column, emptied=False)),
+                  Note("schema drift", f"column {column.name!r} widened to {column.pg_type} in "
+                                       f"{place.raw_schema}.{table}", log="warning")]
     if situation.resume_after is not None:
         steps.append(Note("resume", facts.resume_note(situation.resume_after), log="info"))
     # Tracking commits with the data, so a commit lost in a server crash loses both: the next run reads
@@ -149,6 +166,11 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
     elif situation.write == "replace":
         if situation.target == facts.POPULATED:
             steps.append(Exec("replace", "analytics", target.render("truncate", schema=schema, table=table)))
+        for column in situation.retyped:  # after the truncate, in the same transaction: no value to convert
+            steps += [Exec("schema drift", "analytics", target.render(
+                "alter_column_type", schema=schema, table=table, column=column, emptied=True)),
+                Note("schema drift", f"column {column.name!r} rebuilt as {column.pg_type} in "
+                                     f"{place.raw_schema}.{table}", log="warning")]
         steps.append(copy_into(table, schema, "replace", counts=("rows_written",)))
     else:
         upsert = target.render("load_upsert", schema=schema, table=table, stage=STAGE, columns=columns,
@@ -195,17 +217,19 @@ def prepare(settings: Settings, replica: Any, analytics: Any, config: TableConfi
         raise SchemaError(f"table {config.name!r} does not exist in the replica database {rep_db}: run `etl copy` first")
     schema = target.map_table(schema)
     existing = target.reflect_columns(analytics, schema_name, config.name)
-    added, notes = (), ()
+    drift = facts.Drift()
     if existing:
-        added, notes = facts.drift(schema, existing, lambda col, t: target.same_type(target.column_type(col), t))
+        drift = facts.drift(schema, existing, lambda col, t: target.type_change(target.column_type(col), t))
     store = tracking.for_phase(settings, "load")
     state = store.read_state(analytics, "load", config.name)
     copy_state = tracking.for_phase(settings, "copy").read_state(replica, "copy", config.name)
     horizon = facts.copied_horizon(replica, rep_db, config, schema, copy_state)
     plan = make_plan("load", config, schema, state, horizon, force_full=full, strategy_override=strategy,
-                     target_exists=bool(existing))
-    if notes:
-        plan = replace(plan, warnings=plan.warnings + notes)
+                     target_exists=bool(existing), refresh=drift.refresh_reason("at the source"))
+    if drift.narrowed and plan.strategy != "full":
+        raise SchemaError(drift.refusal(config.name, "the replica", f"{schema_name}.{config.name}"))
+    if drift.notes:
+        plan = replace(plan, warnings=plan.warnings + drift.notes)
 
     found_target = facts.target_state(analytics, target, store.scope, plan.table, bool(existing))
     resume_after = None
@@ -215,8 +239,8 @@ def prepare(settings: Settings, replica: Any, analytics: Any, config: TableConfi
     log_in_replica = True
     if config.delete_detection == "deletedobject":
         log_in_replica = mysql.reflect_table(replica, rep_db, "deletedobject") is not None
-    found = Facts(target=found_target, added=added, resume_after=resume_after, estimate=estimate,
-                  log_in_replica=log_in_replica)
+    found = Facts(target=found_target, added=drift.added, resume_after=resume_after, estimate=estimate,
+                  log_in_replica=log_in_replica, widened=drift.widened, narrowed=drift.narrowed)
     return recipe(plan, decide(plan, found), Place(rep_db, target, schema_name), store)
 
 

@@ -66,7 +66,7 @@ def test_locks_and_session_statements() -> None:
 
 def test_connections_migrate_and_the_fast_revision_check() -> None:
     found = cs.connections_and_ddl()
-    assert found["init_command"] == "SET time_zone = '+00:00', sql_mode = 'NO_ENGINE_SUBSTITUTION', NAMES utf8mb4"
+    assert found["init_command"] == "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', NAMES utf8mb4"
     assert found["created"] == {"mysql": True, "revision": "0004_widen_rows", "postgres": True,
                                 "pg revision": "0005_transform_load_id"}
     assert found["schema"].sql == ['CREATE SCHEMA IF NOT EXISTS "raw"\n']

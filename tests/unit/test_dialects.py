@@ -193,3 +193,44 @@ def test_keys_are_bound_as_each_driver_expands_them() -> None:
     assert mysql.key_list([3, 1]) == (3, 1)     # IN :keys
     assert postgres.key_list([3, 1]) == [3, 1]  # = ANY(:keys)
     assert mysql.scope("raw") == {} and postgres.scope("raw") == {"schema": Ident("raw")}
+
+
+# ---------------------------------------------------------------- a column retyped upstream
+
+@pytest.mark.parametrize("old, new, change", [
+    ("varchar(10)", "varchar(200)", "wider"), ("varchar(200)", "varchar(10)", "narrower"),
+    ("char(5)", "varchar(5)", "wider"), ("varchar(5)", "char(5)", "narrower"), ("varchar(200)", "text", "wider"),
+    ("varchar(20000)", "text", "narrower"), ("text", "mediumtext", "wider"), ("longtext", "text", "narrower"),
+    ("tinyint(4)", "smallint(6)", "wider"), ("smallint(6)", "tinyint(4)", "narrower"), ("int(11)", "int", "same"),
+    ("tinyint(3) unsigned", "smallint(6)", "wider"), ("tinyint(4)", "tinyint(3) unsigned", "narrower"),
+    ("int(10) unsigned", "bigint(20)", "wider"), ("int(11)", "bigint(20) unsigned", "narrower"),
+    ("decimal(10,2)", "decimal(12,2)", "wider"), ("decimal(10,2)", "decimal(10,3)", "narrower"),
+    ("decimal(10,2)", "decimal(12,4)", "wider"), ("int(11)", "decimal(12,0)", "wider"),
+    ("int(11)", "decimal(9,0)", "narrower"), ("float", "double", "wider"), ("double", "float", "narrower"),
+    ("varbinary(10)", "varbinary(20)", "wider"), ("varbinary(20)", "varbinary(10)", "narrower"), ("blob", "longblob", "wider"), ("varbinary(10)", "blob", "wider"),
+    ("enum('a','b')", "enum('a','b','c')", "wider"), ("enum('a','b')", "enum('b','a')", "narrower"),
+    ("datetime", "datetime(3)", "wider"), ("datetime(6)", "datetime", "narrower"), ("varchar(10)", "int(11)", "narrower"),
+    ("bigint(20)", "varchar(30)", "narrower"), ("date", "datetime", "narrower"),
+])
+def test_a_mysql_type_change_is_same_wider_or_narrower(old: str, new: str, change: str) -> None:
+    assert mysql.type_change(fact(old), fact(new)) == change
+
+
+def test_a_charset_change_widens_only_to_a_superset() -> None:
+    def text(collation: str) -> Column:
+        return fact("varchar(10)", collate=collation)
+
+    assert mysql.type_change(text("utf8mb3_general_ci"), text("utf8mb4_general_ci")) == "wider"
+    assert mysql.type_change(text("utf8mb4_general_ci"), text("latin1_swedish_ci")) == "narrower"
+
+
+@pytest.mark.parametrize("expected, actual, change", [
+    ("varchar(200)", "character varying(10)", "wider"), ("varchar(10)", "character varying(200)", "narrower"),
+    ("text", "character varying(10)", "wider"), ("varchar(10)", "text", "narrower"), ("integer", "smallint", "wider"),
+    ("smallint", "integer", "narrower"), ("numeric(20)", "bigint", "wider"), ("numeric(20)", "numeric(20,0)", "same"),
+    ("numeric(12,2)", "numeric(10,2)", "wider"), ("numeric(10,3)", "numeric(10,2)", "narrower"),
+    ("double precision", "real", "wider"), ("bytea", "text", "narrower"), ("smallint", "smallint", "same"),
+    ("timestamp", "timestamp without time zone", "same"), ("date", "timestamp without time zone", "narrower"),
+])
+def test_a_raw_type_change_is_same_wider_or_narrower(expected: str, actual: str, change: str) -> None:
+    assert postgres.type_change(expected, actual) == change

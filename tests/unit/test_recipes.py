@@ -145,11 +145,11 @@ def _domain(phase: str):
             if phase == "copy":
                 for same, target, resume, infile, drift in itertools.product(
                         (True, False), (NEW, EMPTY, POPULATED), (None, key), (True, False), ((), added)):
-                    yield p, copy.Facts(same, target, drift, resume, infile, 10)
+                    yield p, copy.Facts(same, target, drift, resume, infile, 10, widened=drift, narrowed=drift)
             else:
                 for target, resume, estimate, log, drift in itertools.product(
                         (NEW, EMPTY, POPULATED), (None, key), (10, load.SMALL_TABLE + 1), (True, False), ((), added)):
-                    yield p, load.Facts(target, drift, resume, estimate, log)
+                    yield p, load.Facts(target, drift, resume, estimate, log, widened=drift, narrowed=drift)
 
 
 @pytest.mark.parametrize("phase", ["copy", "load"])

@@ -3,47 +3,55 @@
 --   AptNum >= 500000 and <= 1000000
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 --   AptDateTime >= 2025-05-31 23:59:59.250000 and < 2025-06-01 14:00:00
--- situation: target populated; into the shadow; rows server-side
+-- situation: target populated; into the shadow; rows server-side; rebuilt from the source definition
 
 -- 1. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.1
 
 -- 2. [shadow swap] run on the replica
--- mysql/create_shadow_table  (binds: none)
--- = statements.sql mysql/create_shadow_table.1
+-- mysql/create_replica_table  (binds: none)
+-- = statements.sql mysql/create_replica_table.2
 
--- 3. [server-side] run on the replica; its rows count as rows_written and rows_read
+-- 3. [shadow swap] run on the replica
+-- mysql/create_replica_index  (binds: none)
+-- = statements.sql mysql/create_replica_index.3
+
+-- 4. [shadow swap] run on the replica
+-- mysql/create_replica_index  (binds: none)
+-- = statements.sql mysql/create_replica_index.4
+
+-- 5. [server-side] run on the replica; its rows count as rows_written and rows_read
 -- mysql/copy_insert_select  (binds: none)
 -- = statements.sql mysql/copy_insert_select.2
 
--- 4. [server-side] run on the replica: the largest AptNum read
+-- 6. [server-side] run on the replica: the largest AptNum read
 -- mysql/copy_window_max  (binds: :w0_hi)
 -- = statements.sql mysql/copy_window_max.4
 
--- 5. [server-side] run on the replica: the largest DateTStamp read
+-- 7. [server-side] run on the replica: the largest DateTStamp read
 -- mysql/copy_window_max  (binds: :w0_hi)
 -- = statements.sql mysql/copy_window_max.5
 
--- 6. [server-side] run on the replica: the largest AptDateTime read
+-- 8. [server-side] run on the replica: the largest AptDateTime read
 -- mysql/copy_window_max  (binds: :w0_hi)
 -- = statements.sql mysql/copy_window_max.6
 
--- 7. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
-
--- 8. [shadow swap] run on the replica
--- mysql/drop_table  (binds: none)
--- = statements.sql mysql/drop_table.2
-
--- 9. [shadow swap] run on the replica
--- mysql/swap_tables  (binds: none)
--- = statements.sql mysql/swap_tables.1
+-- 9. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
 
 -- 10. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 11. [always] tracking on the replica
+-- 11. [shadow swap] run on the replica
+-- mysql/swap_tables  (binds: none)
+-- = statements.sql mysql/swap_tables.1
+
+-- 12. [shadow swap] run on the replica
+-- mysql/drop_table  (binds: none)
+-- = statements.sql mysql/drop_table.2
+
+-- 13. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -53,4 +61,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 12. [always] commit the replica
+-- 14. [always] commit the replica

@@ -3,7 +3,7 @@
 --   AptNum >= 500000 and <= 1000000
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 --   AptDateTime >= 2025-05-31 23:59:59.250000 and < 2025-06-01 14:00:00
--- situation: target populated; into the table; rows server-side; 1 column(s) to add
+-- situation: target populated; into the table; rows server-side; 1 column(s) to add; 1 column(s) to retype
 
 -- 1. [schema drift] run on the replica
 -- mysql/add_column  (binds: none)
@@ -11,25 +11,31 @@
 
 -- 2. [schema drift] note: column 'ItemOrderPlanned' added to the replica
 
--- 3. [server-side] run on the replica; its rows count as rows_written and rows_read
+-- 3. [schema drift] run on the replica
+-- mysql/modify_column  (binds: none)
+-- = statements.sql mysql/modify_column.1
+
+-- 4. [schema drift] note: column 'SecurityHash' retyped to varchar(255) in the replica
+
+-- 5. [server-side] run on the replica; its rows count as rows_written and rows_read
 -- mysql/copy_insert_select  (binds: :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
 -- = statements.sql mysql/copy_insert_select.3
 
--- 4. [server-side] run on the replica: the largest AptNum read
+-- 6. [server-side] run on the replica: the largest AptNum read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_window_max.7
 
--- 5. [server-side] run on the replica: the largest DateTStamp read
+-- 7. [server-side] run on the replica: the largest DateTStamp read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_window_max.8
 
--- 6. [server-side] run on the replica: the largest AptDateTime read
+-- 8. [server-side] run on the replica: the largest AptDateTime read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_window_max.9
 
--- 7. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
+-- 9. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
 
--- 8. [always] tracking on the replica
+-- 10. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_upsert  (binds: :column_name, :last_value, :table_name)
@@ -37,4 +43,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 9. [always] commit the replica
+-- 11. [always] commit the replica

@@ -3,17 +3,25 @@
 --   AptNum >= 500000 and <= 1000000
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 --   AptDateTime >= 2025-05-31 23:59:59.250000 and < 2025-06-01 14:00:00
--- situation: target populated; into the shadow; rows blocks
+-- situation: target populated; into the shadow; rows blocks; rebuilt from the source definition
 
 -- 1. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.1
 
 -- 2. [shadow swap] run on the replica
--- mysql/create_shadow_table  (binds: none)
--- = statements.sql mysql/create_shadow_table.1
+-- mysql/create_replica_table  (binds: none)
+-- = statements.sql mysql/create_replica_table.2
 
--- 3. [blocks] block read of the source -> the steps below, per block
+-- 3. [shadow swap] run on the replica
+-- mysql/create_replica_index  (binds: none)
+-- = statements.sql mysql/create_replica_index.3
+
+-- 4. [shadow swap] run on the replica
+-- mysql/create_replica_index  (binds: none)
+-- = statements.sql mysql/create_replica_index.4
+
+-- 5. [blocks] block read of the source -> the steps below, per block
 -- mysql/session_blocks (session)  (binds: none)
 -- = shared/mysql/session_blocks.sql
 -- mysql/session_blocks_limit (session)  (binds: none)
@@ -31,27 +39,27 @@
 -- mysql/copy_select (last block)  (binds: :k0, :m0_hi, :m1_floor, :m1_hi, :m2_floor, :m2_hi)
 -- = statements.sql mysql/copy_select.4
 
--- 3, for each block:
+-- 5, for each block:
 
--- 3.1. [blocks] run on the replica; its rows count as rows_written
+-- 5.1. [blocks] run on the replica; its rows count as rows_written
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.2
 
--- 3.2. [always] commit the replica
-
--- 4. [shadow swap] run on the replica
--- mysql/drop_table  (binds: none)
--- = statements.sql mysql/drop_table.2
-
--- 5. [shadow swap] run on the replica
--- mysql/swap_tables  (binds: none)
--- = statements.sql mysql/swap_tables.1
+-- 5.2. [always] commit the replica
 
 -- 6. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 7. [always] tracking on the replica
+-- 7. [shadow swap] run on the replica
+-- mysql/swap_tables  (binds: none)
+-- = statements.sql mysql/swap_tables.1
+
+-- 8. [shadow swap] run on the replica
+-- mysql/drop_table  (binds: none)
+-- = statements.sql mysql/drop_table.2
+
+-- 9. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -61,4 +69,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 8. [always] commit the replica
+-- 10. [always] commit the replica

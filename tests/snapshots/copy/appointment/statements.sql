@@ -596,6 +596,12 @@ CREATE INDEX `ix_etl_DateTStamp` ON `appointment` (`DateTStamp`, `AptNum`);
 -- mysql/create_replica_index.2  (binds: none)
 CREATE INDEX `ix_etl_AptDateTime` ON `appointment` (`AptDateTime`, `AptNum`);
 
+-- mysql/create_replica_index.3  (binds: none)
+CREATE INDEX `ix_etl_DateTStamp` ON `appointment__etl_new` (`DateTStamp`, `AptNum`);
+
+-- mysql/create_replica_index.4  (binds: none)
+CREATE INDEX `ix_etl_AptDateTime` ON `appointment__etl_new` (`AptDateTime`, `AptNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `appointment` (
   `AptNum` bigint(20) NOT NULL,
@@ -636,14 +642,57 @@ CREATE TABLE `appointment` (
   PRIMARY KEY (`AptNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `appointment__etl_new` LIKE `appointment`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `appointment__etl_new` (
+  `AptNum` bigint(20) NOT NULL,
+  `PatNum` bigint(20) NOT NULL,
+  `AptStatus` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `Pattern` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Confirmed` bigint(20) NOT NULL,
+  `TimeLocked` tinyint(1) NOT NULL,
+  `Op` bigint(20) NOT NULL,
+  `Note` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `ProvNum` bigint(20) NOT NULL,
+  `ProvHyg` bigint(20) NOT NULL,
+  `AptDateTime` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `NextAptNum` bigint(20) NOT NULL,
+  `UnschedStatus` bigint(20) NOT NULL,
+  `IsNewPatient` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `ProcDescript` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Assistant` bigint(20) NOT NULL,
+  `ClinicNum` bigint(20) NOT NULL,
+  `IsHygiene` tinyint(3) unsigned NOT NULL,
+  `DateTStamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `DateTimeArrived` datetime NOT NULL,
+  `DateTimeSeated` datetime NOT NULL,
+  `DateTimeDismissed` datetime NOT NULL,
+  `InsPlan1` bigint(20) NOT NULL,
+  `InsPlan2` bigint(20) NOT NULL,
+  `DateTimeAskedToArrive` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `ProcsColored` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ColorOverride` int(11) NOT NULL,
+  `AppointmentTypeNum` bigint(20) NOT NULL,
+  `SecUserNumEntry` bigint(20) NOT NULL,
+  `SecDateTEntry` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `Priority` tinyint(4) NOT NULL,
+  `ProvBarText` varchar(60) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `PatternSecondary` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ItemOrderPlanned` int(11) NOT NULL,
+  PRIMARY KEY (`AptNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/drop_table.1  (binds: none)
 DROP TABLE IF EXISTS `appointment__etl_new`;
 
 -- mysql/drop_table.2  (binds: none)
 DROP TABLE IF EXISTS `appointment__etl_old`;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `appointment` MODIFY COLUMN `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `appointment` MODIFY COLUMN `PatternSecondary` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `AptNum`

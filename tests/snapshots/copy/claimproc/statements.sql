@@ -743,6 +743,9 @@ WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_SecDateTEdit` ON `claimproc` (`SecDateTEdit`, `ClaimProcNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_SecDateTEdit` ON `claimproc__etl_new` (`SecDateTEdit`, `ClaimProcNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `claimproc` (
   `ClaimProcNum` bigint(20) NOT NULL,
@@ -797,8 +800,59 @@ CREATE TABLE `claimproc` (
   PRIMARY KEY (`ClaimProcNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `claimproc__etl_new` LIKE `claimproc`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `claimproc__etl_new` (
+  `ClaimProcNum` bigint(20) NOT NULL,
+  `ProcNum` bigint(20) NOT NULL,
+  `ClaimNum` bigint(20) NOT NULL,
+  `PatNum` bigint(20) NOT NULL,
+  `ProvNum` bigint(20) NOT NULL,
+  `FeeBilled` double NOT NULL DEFAULT 0,
+  `InsPayEst` double NOT NULL DEFAULT 0,
+  `DedApplied` double NOT NULL DEFAULT 0,
+  `Status` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `InsPayAmt` double NOT NULL DEFAULT 0,
+  `Remarks` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ClaimPaymentNum` bigint(20) NOT NULL,
+  `PlanNum` bigint(20) NOT NULL,
+  `DateCP` date NOT NULL DEFAULT '0001-01-01',
+  `WriteOff` double NOT NULL DEFAULT 0,
+  `CodeSent` varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `AllowedOverride` double NOT NULL,
+  `Percentage` tinyint(4) NOT NULL DEFAULT -1,
+  `PercentOverride` tinyint(4) NOT NULL DEFAULT -1,
+  `CopayAmt` double NOT NULL DEFAULT -1,
+  `NoBillIns` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `PaidOtherIns` double NOT NULL DEFAULT -1,
+  `BaseEst` double NOT NULL DEFAULT 0,
+  `CopayOverride` double NOT NULL DEFAULT -1,
+  `ProcDate` date NOT NULL DEFAULT '0001-01-01',
+  `DateEntry` date NOT NULL DEFAULT '0001-01-01',
+  `LineNumber` tinyint(3) unsigned NOT NULL,
+  `DedEst` double NOT NULL,
+  `DedEstOverride` double NOT NULL,
+  `InsEstTotal` double NOT NULL,
+  `InsEstTotalOverride` double NOT NULL,
+  `PaidOtherInsOverride` double NOT NULL,
+  `EstimateNote` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `WriteOffEst` double NOT NULL,
+  `WriteOffEstOverride` double NOT NULL,
+  `ClinicNum` bigint(20) NOT NULL,
+  `InsSubNum` bigint(20) NOT NULL,
+  `PaymentRow` int(11) NOT NULL,
+  `PayPlanNum` bigint(20) NOT NULL,
+  `ClaimPaymentTracking` bigint(20) NOT NULL,
+  `SecUserNumEntry` bigint(20) NOT NULL,
+  `SecDateEntry` date NOT NULL DEFAULT '0001-01-01',
+  `SecDateTEdit` timestamp NOT NULL DEFAULT current_timestamp(),
+  `DateSuppReceived` date NOT NULL DEFAULT '0001-01-01',
+  `DateInsFinalized` date NOT NULL DEFAULT '0001-01-01',
+  `IsTransfer` tinyint(4) NOT NULL,
+  `ClaimAdjReasonCodes` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `IsOverpay` tinyint(4) NOT NULL,
+  `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  PRIMARY KEY (`ClaimProcNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -815,6 +869,12 @@ DROP TABLE IF EXISTS `claimproc__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `ClaimProcNum` FROM `opendental`.`claimproc` WHERE `ClaimProcNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `claimproc` MODIFY COLUMN `IsOverpay` tinyint(4) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `claimproc` MODIFY COLUMN `ClaimAdjReasonCodes` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `ClaimProcNum`

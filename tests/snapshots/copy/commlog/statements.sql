@@ -391,6 +391,9 @@ WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_DateTStamp` ON `commlog` (`DateTStamp`, `CommlogNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_DateTStamp` ON `commlog__etl_new` (`DateTStamp`, `CommlogNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `commlog` (
   `CommlogNum` bigint(20) NOT NULL,
@@ -413,8 +416,27 @@ CREATE TABLE `commlog` (
   PRIMARY KEY (`CommlogNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `commlog__etl_new` LIKE `commlog`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `commlog__etl_new` (
+  `CommlogNum` bigint(20) NOT NULL,
+  `PatNum` bigint(20) NOT NULL,
+  `CommDateTime` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `CommType` bigint(20) NOT NULL,
+  `Note` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `Mode_` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `SentOrReceived` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `UserNum` bigint(20) NOT NULL,
+  `Signature` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `SigIsTopaz` tinyint(4) NOT NULL,
+  `DateTStamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `DateTimeEnd` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `CommSource` tinyint(4) NULL DEFAULT NULL,
+  `ProgramNum` bigint(20) NOT NULL,
+  `DateTEntry` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `ReferralNum` bigint(20) NOT NULL,
+  `CommReferralBehavior` tinyint(4) NOT NULL,
+  PRIMARY KEY (`CommlogNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -431,6 +453,12 @@ DROP TABLE IF EXISTS `commlog__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `CommlogNum` FROM `opendental`.`commlog` WHERE `CommlogNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `commlog` MODIFY COLUMN `ReferralNum` bigint(20) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `commlog` MODIFY COLUMN `DateTEntry` datetime NOT NULL DEFAULT '0001-01-01 00:00:00';
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `CommlogNum`

@@ -276,14 +276,29 @@ CREATE TABLE `definition` (
   PRIMARY KEY (`DefNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `definition__etl_new` LIKE `definition`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `definition__etl_new` (
+  `DefNum` bigint(20) NOT NULL,
+  `Category` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `ItemOrder` smallint(5) unsigned NOT NULL DEFAULT 0,
+  `ItemName` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ItemValue` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ItemColor` int(11) NOT NULL DEFAULT 0,
+  `IsHidden` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  PRIMARY KEY (`DefNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/drop_table.1  (binds: none)
 DROP TABLE IF EXISTS `definition__etl_new`;
 
 -- mysql/drop_table.2  (binds: none)
 DROP TABLE IF EXISTS `definition__etl_old`;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `definition` MODIFY COLUMN `ItemColor` int(11) NOT NULL DEFAULT 0;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `definition` MODIFY COLUMN `ItemValue` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '';
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `DefNum`

@@ -1128,6 +1128,9 @@ WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_DateTStamp` ON `patient` (`DateTStamp`, `PatNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_DateTStamp` ON `patient__etl_new` (`DateTStamp`, `PatNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `patient` (
   `PatNum` bigint(20) NOT NULL,
@@ -1217,8 +1220,94 @@ CREATE TABLE `patient` (
   PRIMARY KEY (`PatNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `patient__etl_new` LIKE `patient`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `patient__etl_new` (
+  `PatNum` bigint(20) NOT NULL,
+  `LName` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `FName` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `MiddleI` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Preferred` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `PatStatus` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `Gender` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `Position` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `Birthdate` date NOT NULL DEFAULT '0001-01-01',
+  `SSN` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Address` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Address2` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `City` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `State` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Zip` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `HmPhone` varchar(30) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `WkPhone` varchar(30) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `WirelessPhone` varchar(30) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Guarantor` bigint(20) NOT NULL,
+  `CreditType` char(1) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Email` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Salutation` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `EstBalance` double NOT NULL DEFAULT 0,
+  `PriProv` bigint(20) NOT NULL,
+  `SecProv` bigint(20) NOT NULL,
+  `FeeSched` bigint(20) NOT NULL,
+  `BillingType` bigint(20) NOT NULL,
+  `ImageFolder` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `AddrNote` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `FamFinUrgNote` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `MedUrgNote` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ApptModNote` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `StudentStatus` char(1) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `SchoolName` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ChartNumber` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL DEFAULT '',
+  `MedicaidID` varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Bal_0_30` double NOT NULL DEFAULT 0,
+  `Bal_31_60` double NOT NULL DEFAULT 0,
+  `Bal_61_90` double NOT NULL DEFAULT 0,
+  `BalOver90` double NOT NULL DEFAULT 0,
+  `InsEst` double NOT NULL DEFAULT 0,
+  `BalTotal` double NOT NULL DEFAULT 0,
+  `EmployerNum` bigint(20) NOT NULL,
+  `EmploymentNote` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `County` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `GradeLevel` tinyint(4) NOT NULL DEFAULT 0,
+  `Urgency` tinyint(4) NOT NULL DEFAULT 0,
+  `DateFirstVisit` date NOT NULL DEFAULT '0001-01-01',
+  `ClinicNum` bigint(20) NOT NULL,
+  `HasIns` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `TrophyFolder` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `PlannedIsDone` tinyint(3) unsigned NOT NULL,
+  `Premed` tinyint(3) unsigned NOT NULL,
+  `Ward` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `PreferConfirmMethod` tinyint(3) unsigned NOT NULL,
+  `PreferContactMethod` tinyint(3) unsigned NOT NULL,
+  `PreferRecallMethod` tinyint(3) unsigned NOT NULL,
+  `SchedBeforeTime` time NULL DEFAULT NULL,
+  `SchedAfterTime` time NULL DEFAULT NULL,
+  `SchedDayOfWeek` tinyint(3) unsigned NOT NULL,
+  `Language` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `AdmitDate` date NOT NULL DEFAULT '0001-01-01',
+  `Title` varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `PayPlanDue` double NOT NULL,
+  `SiteNum` bigint(20) NOT NULL,
+  `DateTStamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `ResponsParty` bigint(20) NOT NULL,
+  `CanadianEligibilityCode` tinyint(4) NOT NULL,
+  `AskToArriveEarly` int(11) NOT NULL,
+  `PreferContactConfidential` tinyint(4) NOT NULL,
+  `SuperFamily` bigint(20) NOT NULL,
+  `TxtMsgOk` tinyint(4) NOT NULL,
+  `SmokingSnoMed` varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `Country` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `DateTimeDeceased` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `BillingCycleDay` int(11) NOT NULL DEFAULT 1,
+  `SecUserNumEntry` bigint(20) NOT NULL,
+  `SecDateEntry` date NOT NULL DEFAULT '0001-01-01',
+  `HasSuperBilling` tinyint(4) NOT NULL,
+  `PatNumCloneFrom` bigint(20) NOT NULL,
+  `DiscountPlanNum` bigint(20) NOT NULL,
+  `HasSignedTil` tinyint(4) NOT NULL,
+  `ShortCodeOptIn` tinyint(4) NOT NULL,
+  `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  PRIMARY KEY (`PatNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -1235,6 +1324,12 @@ DROP TABLE IF EXISTS `patient__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `PatNum` FROM `opendental`.`patient` WHERE `PatNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `patient` MODIFY COLUMN `ShortCodeOptIn` tinyint(4) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `patient` MODIFY COLUMN `HasSignedTil` tinyint(4) NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `PatNum`

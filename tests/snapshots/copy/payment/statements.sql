@@ -457,6 +457,9 @@ WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_SecDateTEdit` ON `payment` (`SecDateTEdit`, `PayNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_SecDateTEdit` ON `payment__etl_new` (`SecDateTEdit`, `PayNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `payment` (
   `PayNum` bigint(20) NOT NULL,
@@ -485,8 +488,33 @@ CREATE TABLE `payment` (
   PRIMARY KEY (`PayNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `payment__etl_new` LIKE `payment`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `payment__etl_new` (
+  `PayNum` bigint(20) NOT NULL,
+  `PayType` bigint(20) NOT NULL,
+  `PayDate` date NOT NULL DEFAULT '0001-01-01',
+  `PayAmt` double NOT NULL DEFAULT 0,
+  `CheckNum` varchar(25) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `BankBranch` varchar(25) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `PayNote` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `IsSplit` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `PatNum` bigint(20) NOT NULL,
+  `ClinicNum` bigint(20) NOT NULL,
+  `DateEntry` date NOT NULL DEFAULT '0001-01-01',
+  `DepositNum` bigint(20) NOT NULL,
+  `Receipt` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `IsRecurringCC` tinyint(4) NOT NULL,
+  `SecUserNumEntry` bigint(20) NOT NULL,
+  `SecDateTEdit` timestamp NOT NULL DEFAULT current_timestamp(),
+  `PaymentSource` tinyint(4) NOT NULL,
+  `ProcessStatus` tinyint(4) NOT NULL,
+  `RecurringChargeDate` date NOT NULL DEFAULT '0001-01-01',
+  `ExternalId` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `PaymentStatus` tinyint(4) NOT NULL,
+  `IsCcCompleted` tinyint(4) NOT NULL,
+  `MerchantFee` double NOT NULL,
+  PRIMARY KEY (`PayNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -503,6 +531,12 @@ DROP TABLE IF EXISTS `payment__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `PayNum` FROM `opendental`.`payment` WHERE `PayNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `payment` MODIFY COLUMN `IsCcCompleted` tinyint(4) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `payment` MODIFY COLUMN `PaymentStatus` tinyint(4) NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `PayNum`

@@ -435,6 +435,9 @@ WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_SecDateTEdit` ON `paysplit` (`SecDateTEdit`, `SplitNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_SecDateTEdit` ON `paysplit__etl_new` (`SecDateTEdit`, `SplitNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `paysplit` (
   `SplitNum` bigint(20) NOT NULL,
@@ -461,8 +464,31 @@ CREATE TABLE `paysplit` (
   PRIMARY KEY (`SplitNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `paysplit__etl_new` LIKE `paysplit`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `paysplit__etl_new` (
+  `SplitNum` bigint(20) NOT NULL,
+  `SplitAmt` double NOT NULL DEFAULT 0,
+  `PatNum` bigint(20) NOT NULL,
+  `ProcDate` date NOT NULL DEFAULT '0001-01-01',
+  `PayNum` bigint(20) NOT NULL,
+  `IsDiscount` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `DiscountType` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `ProvNum` bigint(20) NOT NULL,
+  `PayPlanNum` bigint(20) NOT NULL,
+  `DatePay` date NOT NULL DEFAULT '0001-01-01',
+  `ProcNum` bigint(20) NOT NULL,
+  `DateEntry` date NOT NULL DEFAULT '0001-01-01',
+  `UnearnedType` bigint(20) NOT NULL,
+  `ClinicNum` bigint(20) NOT NULL,
+  `SecUserNumEntry` bigint(20) NOT NULL,
+  `SecDateTEdit` timestamp NOT NULL DEFAULT current_timestamp(),
+  `FSplitNum` bigint(20) NOT NULL,
+  `AdjNum` bigint(20) NOT NULL,
+  `PayPlanChargeNum` bigint(20) NOT NULL,
+  `PayPlanDebitType` tinyint(4) NOT NULL,
+  `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  PRIMARY KEY (`SplitNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -479,6 +505,12 @@ DROP TABLE IF EXISTS `paysplit__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `SplitNum` FROM `opendental`.`paysplit` WHERE `SplitNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `paysplit` MODIFY COLUMN `PayPlanDebitType` tinyint(4) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `paysplit` MODIFY COLUMN `PayPlanChargeNum` bigint(20) NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `SplitNum`

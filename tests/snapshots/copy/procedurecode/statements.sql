@@ -611,6 +611,9 @@ WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_DateTStamp` ON `procedurecode` (`DateTStamp`, `CodeNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_DateTStamp` ON `procedurecode__etl_new` (`DateTStamp`, `CodeNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `procedurecode` (
   `CodeNum` bigint(20) NOT NULL,
@@ -653,8 +656,47 @@ CREATE TABLE `procedurecode` (
   PRIMARY KEY (`CodeNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `procedurecode__etl_new` LIKE `procedurecode`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `procedurecode__etl_new` (
+  `CodeNum` bigint(20) NOT NULL,
+  `ProcCode` varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL DEFAULT '',
+  `Descript` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `AbbrDesc` varchar(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ProcTime` varchar(24) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ProcCat` bigint(20) NOT NULL,
+  `TreatArea` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `NoBillIns` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `IsProsth` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `DefaultNote` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `IsHygiene` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `GTypeNum` smallint(5) unsigned NOT NULL DEFAULT 0,
+  `AlternateCode1` varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `MedicalCode` varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NULL DEFAULT '',
+  `IsTaxed` tinyint(3) unsigned NOT NULL,
+  `PaintType` tinyint(4) NOT NULL,
+  `GraphicColor` int(11) NOT NULL,
+  `LaymanTerm` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `IsCanadianLab` tinyint(3) unsigned NOT NULL,
+  `PreExisting` tinyint(1) NOT NULL DEFAULT 0,
+  `BaseUnits` int(11) NOT NULL,
+  `SubstitutionCode` varchar(25) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `SubstOnlyIf` int(11) NOT NULL,
+  `DateTStamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `IsMultiVisit` tinyint(4) NOT NULL,
+  `DrugNDC` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `RevenueCodeDefault` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ProvNumDefault` bigint(20) NOT NULL,
+  `CanadaTimeUnits` double NOT NULL,
+  `IsRadiology` tinyint(4) NOT NULL,
+  `DefaultClaimNote` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `DefaultTPNote` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `BypassGlobalLock` tinyint(4) NOT NULL,
+  `TaxCode` varchar(16) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `PaintText` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `AreaAlsoToothRange` tinyint(4) NOT NULL,
+  `DiagnosticCodes` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  PRIMARY KEY (`CodeNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -671,6 +713,12 @@ DROP TABLE IF EXISTS `procedurecode__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `CodeNum` FROM `opendental`.`procedurecode` WHERE `CodeNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `procedurecode` MODIFY COLUMN `AreaAlsoToothRange` tinyint(4) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `procedurecode` MODIFY COLUMN `PaintText` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `CodeNum`

@@ -941,6 +941,9 @@ WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi);
 -- mysql/create_replica_index.1  (binds: none)
 CREATE INDEX `ix_etl_DateTStamp` ON `procedurelog` (`DateTStamp`, `ProcNum`);
 
+-- mysql/create_replica_index.2  (binds: none)
+CREATE INDEX `ix_etl_DateTStamp` ON `procedurelog__etl_new` (`DateTStamp`, `ProcNum`);
+
 -- mysql/create_replica_table.1  (binds: none)
 CREATE TABLE `procedurelog` (
   `ProcNum` bigint(20) NOT NULL,
@@ -1013,8 +1016,77 @@ CREATE TABLE `procedurelog` (
   PRIMARY KEY (`ProcNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `procedurelog__etl_new` LIKE `procedurelog`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `procedurelog__etl_new` (
+  `ProcNum` bigint(20) NOT NULL,
+  `PatNum` bigint(20) NOT NULL,
+  `AptNum` bigint(20) NOT NULL,
+  `OldCode` varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL DEFAULT '',
+  `ProcDate` date NOT NULL DEFAULT '0001-01-01',
+  `ProcFee` double NOT NULL DEFAULT 0,
+  `Surf` varchar(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ToothNum` varchar(2) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `ToothRange` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Priority` bigint(20) NOT NULL,
+  `ProcStatus` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `ProvNum` bigint(20) NOT NULL,
+  `Dx` bigint(20) NOT NULL,
+  `PlannedAptNum` bigint(20) NOT NULL,
+  `PlaceService` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `Prosthesis` char(1) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `DateOriginalProsth` date NOT NULL DEFAULT '0001-01-01',
+  `ClaimNote` varchar(80) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `DateEntryC` date NOT NULL DEFAULT '0001-01-01',
+  `ClinicNum` bigint(20) NOT NULL,
+  `MedicalCode` varchar(15) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NULL DEFAULT '',
+  `DiagnosticCode` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `IsPrincDiag` tinyint(3) unsigned NOT NULL,
+  `ProcNumLab` bigint(20) NOT NULL,
+  `BillingTypeOne` bigint(20) NOT NULL,
+  `BillingTypeTwo` bigint(20) NOT NULL,
+  `CodeNum` bigint(20) NOT NULL,
+  `CodeMod1` char(2) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `CodeMod2` char(2) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `CodeMod3` char(2) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `CodeMod4` char(2) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `RevCode` varchar(45) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `UnitQty` int(11) NOT NULL,
+  `BaseUnits` int(11) NOT NULL,
+  `StartTime` int(11) NOT NULL,
+  `StopTime` int(11) NOT NULL,
+  `DateTP` date NOT NULL,
+  `SiteNum` bigint(20) NOT NULL,
+  `HideGraphics` tinyint(4) NOT NULL,
+  `CanadianTypeCodes` varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ProcTime` time NOT NULL,
+  `ProcTimeEnd` time NOT NULL,
+  `DateTStamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `Prognosis` bigint(20) NOT NULL,
+  `DrugUnit` tinyint(4) NOT NULL,
+  `DrugQty` float NOT NULL,
+  `UnitQtyType` tinyint(4) NOT NULL,
+  `StatementNum` bigint(20) NOT NULL,
+  `IsLocked` tinyint(4) NOT NULL,
+  `BillingNote` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `RepeatChargeNum` bigint(20) NOT NULL,
+  `SnomedBodySite` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `DiagnosticCode2` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `DiagnosticCode3` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `DiagnosticCode4` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ProvOrderOverride` bigint(20) NOT NULL,
+  `Discount` double NOT NULL,
+  `IsDateProsthEst` tinyint(4) NOT NULL,
+  `IcdVersion` tinyint(3) unsigned NOT NULL,
+  `IsCpoe` tinyint(4) NOT NULL,
+  `SecUserNumEntry` bigint(20) NOT NULL,
+  `SecDateEntry` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `DateComplete` date NOT NULL DEFAULT '0001-01-01',
+  `OrderingReferralNum` bigint(20) NOT NULL,
+  `TaxAmt` double NOT NULL,
+  `Urgency` tinyint(4) NOT NULL,
+  `DiscountPlanAmt` double NOT NULL,
+  PRIMARY KEY (`ProcNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/deleted_objects.1  (binds: :after, :batch_size, :object_type)
 SELECT DeletedObjectNum, ObjectNum
@@ -1031,6 +1103,12 @@ DROP TABLE IF EXISTS `procedurelog__etl_old`;
 
 -- mysql/existing_keys.1  (binds: :keys)
 SELECT `ProcNum` FROM `opendental`.`procedurelog` WHERE `ProcNum` IN :keys;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `procedurelog` MODIFY COLUMN `Urgency` tinyint(4) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `procedurelog` MODIFY COLUMN `TaxAmt` double NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `ProcNum`

@@ -705,14 +705,68 @@ CREATE TABLE `provider` (
   PRIMARY KEY (`ProvNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `provider__etl_new` LIKE `provider`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `provider__etl_new` (
+  `ProvNum` bigint(20) NOT NULL,
+  `Abbr` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `ItemOrder` smallint(5) unsigned NOT NULL DEFAULT 0,
+  `LName` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `FName` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `MI` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `Suffix` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `FeeSched` bigint(20) NOT NULL,
+  `Specialty` bigint(20) NOT NULL,
+  `SSN` varchar(12) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `StateLicense` varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `DEANum` varchar(15) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `IsSecondary` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `ProvColor` int(11) NOT NULL DEFAULT 0,
+  `IsHidden` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `UsingTIN` tinyint(3) unsigned NOT NULL DEFAULT 0,
+  `BlueCrossID` varchar(25) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `SigOnFile` tinyint(3) unsigned NOT NULL DEFAULT 1,
+  `MedicaidID` varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `OutlineColor` int(11) NOT NULL DEFAULT 0,
+  `SchoolClassNum` bigint(20) NOT NULL,
+  `NationalProvID` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `CanadianOfficeNum` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT '',
+  `DateTStamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `AnesthProvType` bigint(20) NOT NULL,
+  `TaxonomyCodeOverride` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `IsCDAnet` tinyint(4) NOT NULL,
+  `EcwID` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `StateRxID` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `IsNotPerson` tinyint(4) NOT NULL,
+  `StateWhereLicensed` varchar(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `EmailAddressNum` bigint(20) NOT NULL,
+  `IsInstructor` tinyint(4) NOT NULL,
+  `EhrMuStage` int(11) NOT NULL,
+  `ProvNumBillingOverride` bigint(20) NOT NULL,
+  `CustomID` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `ProvStatus` tinyint(4) NOT NULL,
+  `IsHiddenReport` tinyint(4) NOT NULL,
+  `IsErxEnabled` tinyint(4) NOT NULL,
+  `Birthdate` date NOT NULL DEFAULT '0001-01-01',
+  `SchedNote` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `WebSchedDescript` varchar(500) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `WebSchedImageLocation` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `HourlyProdGoalAmt` double NOT NULL,
+  `DateTerm` date NOT NULL DEFAULT '0001-01-01',
+  `PreferredName` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  PRIMARY KEY (`ProvNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/drop_table.1  (binds: none)
 DROP TABLE IF EXISTS `provider__etl_new`;
 
 -- mysql/drop_table.2  (binds: none)
 DROP TABLE IF EXISTS `provider__etl_old`;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `provider` MODIFY COLUMN `DateTerm` date NOT NULL DEFAULT '0001-01-01';
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `provider` MODIFY COLUMN `HourlyProdGoalAmt` double NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `ProvNum`

@@ -265,14 +265,28 @@ CREATE TABLE `recalltype` (
   PRIMARY KEY (`RecallTypeNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `recalltype__etl_new` LIKE `recalltype`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `recalltype__etl_new` (
+  `RecallTypeNum` bigint(20) NOT NULL,
+  `Description` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `DefaultInterval` int(11) NOT NULL,
+  `TimePattern` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `Procedures` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL,
+  `AppendToSpecial` tinyint(4) NOT NULL,
+  PRIMARY KEY (`RecallTypeNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/drop_table.1  (binds: none)
 DROP TABLE IF EXISTS `recalltype__etl_new`;
 
 -- mysql/drop_table.2  (binds: none)
 DROP TABLE IF EXISTS `recalltype__etl_old`;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `recalltype` MODIFY COLUMN `Procedures` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `recalltype` MODIFY COLUMN `TimePattern` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL DEFAULT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `RecallTypeNum`

@@ -331,14 +331,34 @@ CREATE TABLE `securitylog` (
   PRIMARY KEY (`SecurityLogNum`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- mysql/create_shadow_table.1  (binds: none)
-CREATE TABLE `securitylog__etl_new` LIKE `securitylog`;
+-- mysql/create_replica_table.2  (binds: none)
+CREATE TABLE `securitylog__etl_new` (
+  `SecurityLogNum` bigint(20) NOT NULL,
+  `PermType` smallint(6) NOT NULL,
+  `UserNum` bigint(20) NOT NULL,
+  `LogDateTime` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  `LogText` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  `PatNum` bigint(20) NOT NULL,
+  `CompName` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  `FKey` bigint(20) NOT NULL,
+  `LogSource` tinyint(4) NOT NULL,
+  `DefNum` bigint(20) NOT NULL,
+  `DefNumError` bigint(20) NOT NULL,
+  `DateTPrevious` datetime NOT NULL DEFAULT '0001-01-01 00:00:00',
+  PRIMARY KEY (`SecurityLogNum`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- mysql/drop_table.1  (binds: none)
 DROP TABLE IF EXISTS `securitylog__etl_new`;
 
 -- mysql/drop_table.2  (binds: none)
 DROP TABLE IF EXISTS `securitylog__etl_old`;
+
+-- mysql/modify_column.1  (binds: none)
+ALTER TABLE `securitylog` MODIFY COLUMN `DefNumError` bigint(20) NOT NULL;
+
+-- mysql/modify_column.2  (binds: none)
+ALTER TABLE `securitylog` MODIFY COLUMN `DefNum` bigint(20) NOT NULL;
 
 -- mysql/read_boundary.1  (binds: :offset)
 SELECT `SecurityLogNum`

@@ -3,7 +3,7 @@
 --   AptNum >= 500000 and <= 900000
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and <= 2025-06-01 11:59:59
 --   AptDateTime >= 2025-05-31 23:59:59.250000 and <= 2025-06-01 11:59:59
--- situation: target populated; stage and upsert; 1 column(s) to add
+-- situation: target populated; stage and upsert; 1 column(s) to add; 1 column(s) to widen
 
 -- 1. [schema drift] run on the analytics
 -- postgres/add_column  (binds: none)
@@ -11,11 +11,17 @@
 
 -- 2. [schema drift] note: column 'ItemOrderPlanned' added to raw.appointment
 
--- 3. [always] run on the analytics
+-- 3. [schema drift] run on the analytics
+-- postgres/alter_column_type  (binds: none)
+-- = statements.sql postgres/alter_column_type.1
+
+-- 4. [schema drift] note: column 'SecurityHash' widened to varchar(255) in raw.appointment
+
+-- 5. [always] run on the analytics
 -- postgres/session_fast_commit  (binds: none)
 -- = shared/postgres/session_fast_commit.sql
 
--- 4. [upsert] block read of the replica -> one COPY on the analytics
+-- 6. [upsert] block read of the replica -> one COPY on the analytics
 -- mysql/session_blocks (session)  (binds: none)
 -- = shared/mysql/session_blocks.sql
 -- mysql/session_blocks_limit (session)  (binds: none)
@@ -35,19 +41,19 @@
 -- postgres/copy_from_stdin (sink)  (binds: none)
 -- = statements.sql postgres/copy_from_stdin.2
 
--- 4, before the first block:
+-- 6, before the first block:
 
--- 4.1. [stage] run on the analytics
+-- 6.1. [stage] run on the analytics
 -- postgres/create_stage  (binds: none)
 -- = statements.sql postgres/create_stage.1
 
--- 4, after the last block:
+-- 6, after the last block:
 
--- 4.2. [upsert] run on the analytics; its rows count as rows_written
+-- 6.2. [upsert] run on the analytics; its rows count as rows_written
 -- postgres/load_upsert  (binds: none)
 -- = statements.sql postgres/load_upsert.1
 
--- 5. [always] tracking on the analytics
+-- 7. [always] tracking on the analytics
 -- postgres/load_status_upsert  (binds: :last_primary_value, :load_status, :primary_column_name, :rows_loaded, :table_name)
 -- = shared/postgres/load_status_upsert.sql
 -- postgres/load_column_status_upsert  (binds: :column_name, :last_value, :table_name)
@@ -55,4 +61,4 @@
 -- postgres/run_history_insert  (binds: :error, :id, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/postgres/run_history_insert.sql
 
--- 6. [always] commit the analytics
+-- 8. [always] commit the analytics

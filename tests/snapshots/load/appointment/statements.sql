@@ -147,6 +147,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."appointment" ADD COLUMN "ItemOrderPlanned" integer;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."appointment" ALTER COLUMN "SecurityHash" TYPE varchar(255);
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."appointment" ALTER COLUMN "PatternSecondary" TYPE varchar(255) USING "PatternSecondary"::text::varchar(255);
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."appointment" ("AptNum", "PatNum", "AptStatus", "Pattern", "Confirmed", "TimeLocked", "Op", "Note", "ProvNum", "ProvHyg", "AptDateTime", "NextAptNum", "UnschedStatus", "IsNewPatient", "ProcDescript", "Assistant", "ClinicNum", "IsHygiene", "DateTStamp", "DateTimeArrived", "DateTimeSeated", "DateTimeDismissed", "InsPlan1", "InsPlan2", "DateTimeAskedToArrive", "ProcsColored", "ColorOverride", "AppointmentTypeNum", "SecUserNumEntry", "SecDateTEntry", "Priority", "ProvBarText", "PatternSecondary", "SecurityHash", "ItemOrderPlanned", "_etl_load_id") FROM STDIN;
 

@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."claimproc" ADD COLUMN "SecurityHash" varchar(255);
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."claimproc" ALTER COLUMN "IsOverpay" TYPE smallint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."claimproc" ALTER COLUMN "ClaimAdjReasonCodes" TYPE varchar(255) USING "ClaimAdjReasonCodes"::text::varchar(255);
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."claimproc" ("ClaimProcNum", "ProcNum", "ClaimNum", "PatNum", "ProvNum", "FeeBilled", "InsPayEst", "DedApplied", "Status", "InsPayAmt", "Remarks", "ClaimPaymentNum", "PlanNum", "DateCP", "WriteOff", "CodeSent", "AllowedOverride", "Percentage", "PercentOverride", "CopayAmt", "NoBillIns", "PaidOtherIns", "BaseEst", "CopayOverride", "ProcDate", "DateEntry", "LineNumber", "DedEst", "DedEstOverride", "InsEstTotal", "InsEstTotalOverride", "PaidOtherInsOverride", "EstimateNote", "WriteOffEst", "WriteOffEstOverride", "ClinicNum", "InsSubNum", "PaymentRow", "PayPlanNum", "ClaimPaymentTracking", "SecUserNumEntry", "SecDateEntry", "SecDateTEdit", "DateSuppReceived", "DateInsFinalized", "IsTransfer", "ClaimAdjReasonCodes", "IsOverpay", "SecurityHash", "_etl_load_id") FROM STDIN;
 

@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."commlog" ADD COLUMN "CommReferralBehavior" smallint;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."commlog" ALTER COLUMN "ReferralNum" TYPE bigint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."commlog" ALTER COLUMN "DateTEntry" TYPE timestamp USING "DateTEntry"::text::timestamp;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."commlog" ("CommlogNum", "PatNum", "CommDateTime", "CommType", "Note", "Mode_", "SentOrReceived", "UserNum", "Signature", "SigIsTopaz", "DateTStamp", "DateTimeEnd", "CommSource", "ProgramNum", "DateTEntry", "ReferralNum", "CommReferralBehavior", "_etl_load_id") FROM STDIN;
 

@@ -131,6 +131,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."definition" ADD COLUMN "IsHidden" smallint;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."definition" ALTER COLUMN "ItemColor" TYPE integer;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."definition" ALTER COLUMN "ItemValue" TYPE varchar(255) USING "ItemValue"::text::varchar(255);
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."definition" ("DefNum", "Category", "ItemOrder", "ItemName", "ItemValue", "ItemColor", "IsHidden", "_etl_load_id") FROM STDIN;
 

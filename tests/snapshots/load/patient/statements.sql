@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."patient" ADD COLUMN "SecurityHash" varchar(255);
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."patient" ALTER COLUMN "ShortCodeOptIn" TYPE smallint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."patient" ALTER COLUMN "HasSignedTil" TYPE smallint USING "HasSignedTil"::text::smallint;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."patient" ("PatNum", "LName", "FName", "MiddleI", "Preferred", "PatStatus", "Gender", "Position", "Birthdate", "SSN", "Address", "Address2", "City", "State", "Zip", "HmPhone", "WkPhone", "WirelessPhone", "Guarantor", "CreditType", "Email", "Salutation", "EstBalance", "PriProv", "SecProv", "FeeSched", "BillingType", "ImageFolder", "AddrNote", "FamFinUrgNote", "MedUrgNote", "ApptModNote", "StudentStatus", "SchoolName", "ChartNumber", "MedicaidID", "Bal_0_30", "Bal_31_60", "Bal_61_90", "BalOver90", "InsEst", "BalTotal", "EmployerNum", "EmploymentNote", "County", "GradeLevel", "Urgency", "DateFirstVisit", "ClinicNum", "HasIns", "TrophyFolder", "PlannedIsDone", "Premed", "Ward", "PreferConfirmMethod", "PreferContactMethod", "PreferRecallMethod", "SchedBeforeTime", "SchedAfterTime", "SchedDayOfWeek", "Language", "AdmitDate", "Title", "PayPlanDue", "SiteNum", "DateTStamp", "ResponsParty", "CanadianEligibilityCode", "AskToArriveEarly", "PreferContactConfidential", "SuperFamily", "TxtMsgOk", "SmokingSnoMed", "Country", "DateTimeDeceased", "BillingCycleDay", "SecUserNumEntry", "SecDateEntry", "HasSuperBilling", "PatNumCloneFrom", "DiscountPlanNum", "HasSignedTil", "ShortCodeOptIn", "SecurityHash", "_etl_load_id") FROM STDIN;
 

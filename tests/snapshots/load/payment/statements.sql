@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."payment" ADD COLUMN "MerchantFee" double precision;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."payment" ALTER COLUMN "IsCcCompleted" TYPE smallint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."payment" ALTER COLUMN "PaymentStatus" TYPE smallint USING "PaymentStatus"::text::smallint;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."payment" ("PayNum", "PayType", "PayDate", "PayAmt", "CheckNum", "BankBranch", "PayNote", "IsSplit", "PatNum", "ClinicNum", "DateEntry", "DepositNum", "Receipt", "IsRecurringCC", "SecUserNumEntry", "SecDateTEdit", "PaymentSource", "ProcessStatus", "RecurringChargeDate", "ExternalId", "PaymentStatus", "IsCcCompleted", "MerchantFee", "_etl_load_id") FROM STDIN;
 

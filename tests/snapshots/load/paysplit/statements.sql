@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."paysplit" ADD COLUMN "SecurityHash" varchar(255);
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."paysplit" ALTER COLUMN "PayPlanDebitType" TYPE smallint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."paysplit" ALTER COLUMN "PayPlanChargeNum" TYPE bigint USING "PayPlanChargeNum"::text::bigint;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."paysplit" ("SplitNum", "SplitAmt", "PatNum", "ProcDate", "PayNum", "IsDiscount", "DiscountType", "ProvNum", "PayPlanNum", "DatePay", "ProcNum", "DateEntry", "UnearnedType", "ClinicNum", "SecUserNumEntry", "SecDateTEdit", "FSplitNum", "AdjNum", "PayPlanChargeNum", "PayPlanDebitType", "SecurityHash", "_etl_load_id") FROM STDIN;
 

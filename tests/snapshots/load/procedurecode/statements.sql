@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."procedurecode" ADD COLUMN "DiagnosticCodes" varchar(255);
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."procedurecode" ALTER COLUMN "AreaAlsoToothRange" TYPE smallint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."procedurecode" ALTER COLUMN "PaintText" TYPE varchar(255) USING "PaintText"::text::varchar(255);
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."procedurecode" ("CodeNum", "ProcCode", "Descript", "AbbrDesc", "ProcTime", "ProcCat", "TreatArea", "NoBillIns", "IsProsth", "DefaultNote", "IsHygiene", "GTypeNum", "AlternateCode1", "MedicalCode", "IsTaxed", "PaintType", "GraphicColor", "LaymanTerm", "IsCanadianLab", "PreExisting", "BaseUnits", "SubstitutionCode", "SubstOnlyIf", "DateTStamp", "IsMultiVisit", "DrugNDC", "RevenueCodeDefault", "ProvNumDefault", "CanadaTimeUnits", "IsRadiology", "DefaultClaimNote", "DefaultTPNote", "BypassGlobalLock", "TaxCode", "PaintText", "AreaAlsoToothRange", "DiagnosticCodes", "_etl_load_id") FROM STDIN;
 

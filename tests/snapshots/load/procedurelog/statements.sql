@@ -141,6 +141,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."procedurelog" ADD COLUMN "DiscountPlanAmt" double precision;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."procedurelog" ALTER COLUMN "Urgency" TYPE smallint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."procedurelog" ALTER COLUMN "TaxAmt" TYPE double precision USING "TaxAmt"::text::double precision;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."procedurelog" ("ProcNum", "PatNum", "AptNum", "OldCode", "ProcDate", "ProcFee", "Surf", "ToothNum", "ToothRange", "Priority", "ProcStatus", "ProvNum", "Dx", "PlannedAptNum", "PlaceService", "Prosthesis", "DateOriginalProsth", "ClaimNote", "DateEntryC", "ClinicNum", "MedicalCode", "DiagnosticCode", "IsPrincDiag", "ProcNumLab", "BillingTypeOne", "BillingTypeTwo", "CodeNum", "CodeMod1", "CodeMod2", "CodeMod3", "CodeMod4", "RevCode", "UnitQty", "BaseUnits", "StartTime", "StopTime", "DateTP", "SiteNum", "HideGraphics", "CanadianTypeCodes", "ProcTime", "ProcTimeEnd", "DateTStamp", "Prognosis", "DrugUnit", "DrugQty", "UnitQtyType", "StatementNum", "IsLocked", "BillingNote", "RepeatChargeNum", "SnomedBodySite", "DiagnosticCode2", "DiagnosticCode3", "DiagnosticCode4", "ProvOrderOverride", "Discount", "IsDateProsthEst", "IcdVersion", "IsCpoe", "SecUserNumEntry", "SecDateEntry", "DateComplete", "OrderingReferralNum", "TaxAmt", "Urgency", "DiscountPlanAmt", "_etl_load_id") FROM STDIN;
 

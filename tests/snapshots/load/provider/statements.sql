@@ -131,6 +131,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."provider" ADD COLUMN "PreferredName" varchar(100);
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."provider" ALTER COLUMN "DateTerm" TYPE date;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."provider" ALTER COLUMN "HourlyProdGoalAmt" TYPE double precision USING "HourlyProdGoalAmt"::text::double precision;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."provider" ("ProvNum", "Abbr", "ItemOrder", "LName", "FName", "MI", "Suffix", "FeeSched", "Specialty", "SSN", "StateLicense", "DEANum", "IsSecondary", "ProvColor", "IsHidden", "UsingTIN", "BlueCrossID", "SigOnFile", "MedicaidID", "OutlineColor", "SchoolClassNum", "NationalProvID", "CanadianOfficeNum", "DateTStamp", "AnesthProvType", "TaxonomyCodeOverride", "IsCDAnet", "EcwID", "StateRxID", "IsNotPerson", "StateWhereLicensed", "EmailAddressNum", "IsInstructor", "EhrMuStage", "ProvNumBillingOverride", "CustomID", "ProvStatus", "IsHiddenReport", "IsErxEnabled", "Birthdate", "SchedNote", "WebSchedDescript", "WebSchedImageLocation", "HourlyProdGoalAmt", "DateTerm", "PreferredName", "_etl_load_id") FROM STDIN;
 

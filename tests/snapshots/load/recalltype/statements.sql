@@ -131,6 +131,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."recalltype" ADD COLUMN "AppendToSpecial" smallint;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."recalltype" ALTER COLUMN "Procedures" TYPE varchar(255);
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."recalltype" ALTER COLUMN "TimePattern" TYPE varchar(255) USING "TimePattern"::text::varchar(255);
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."recalltype" ("RecallTypeNum", "Description", "DefaultInterval", "TimePattern", "Procedures", "AppendToSpecial", "_etl_load_id") FROM STDIN;
 

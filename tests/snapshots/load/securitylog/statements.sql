@@ -131,6 +131,12 @@ LIMIT 1 OFFSET :offset;
 -- postgres/add_column.1  (binds: none)
 ALTER TABLE "raw"."securitylog" ADD COLUMN "DateTPrevious" timestamp;
 
+-- postgres/alter_column_type.1  (binds: none)
+ALTER TABLE "raw"."securitylog" ALTER COLUMN "DefNumError" TYPE bigint;
+
+-- postgres/alter_column_type.2  (binds: none)
+ALTER TABLE "raw"."securitylog" ALTER COLUMN "DefNum" TYPE bigint USING "DefNum"::text::bigint;
+
 -- postgres/copy_from_stdin.1  (binds: none)
 COPY "raw"."securitylog" ("SecurityLogNum", "PermType", "UserNum", "LogDateTime", "LogText", "PatNum", "CompName", "FKey", "LogSource", "DefNum", "DefNumError", "DateTPrevious", "_etl_load_id") FROM STDIN;
 

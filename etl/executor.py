@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 from etl import progress, tracking, watermark
 from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
 from etl.db import execute, fetch_all, fetch_one
+from etl.errors import PhaseError
 from etl.faults import crash_point, drop_point
 from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
                         Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
@@ -61,6 +62,14 @@ class Executor:
 
     # ------------------------------------------------------------ one step
 
+    def refuse_warnings(self, step: Exec) -> None:
+        """A value the statement cut or clamped (its warnings) fails the run before anything commits."""
+        found = [r for r in fetch_all(self.conns[step.on], step.warnings) if str(r[0]).lower() != "note"]
+        if found:
+            raise PhaseError(f"table {self.plan.table}: {step.statement.name} did not take a value as it was "
+                             f"({found[0][2]}); nothing of this block was written (a column changed at the "
+                             "source during the run? the next run applies the change)")
+
     def step(self, step: Step, block: Block | Batch | None = None, read_conn: Any = None,
              extra: Mapping[Any, Any] | None = None) -> None:
         """Run one step; inside a block loop, `block` is the current block, `extra` its RunValues and
@@ -69,6 +78,8 @@ class Executor:
             with self.conns[step.on].cursor() as cur, _progress(step.progress):
                 execute(cur, step.statement, self._resolve(step.params, extra))
                 self._count(step.counts, max(cur.rowcount, 0))
+            if step.warnings is not None:
+                self.refuse_warnings(step)
         elif isinstance(step, ExecRows):
             sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
             with self.conns[step.on].cursor() as cur:

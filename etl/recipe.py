@@ -88,6 +88,9 @@ class Exec(Step):
     params: Mapping[str, Any] = field(default_factory=dict)
     counts: tuple[str, ...] = ()       # Outcome counters its affected rows add to (rows_read, rows_written)
     progress: str | None = None        # label of a progress line while it runs (a server-side copy)
+    #: Asked right after the statement: its warnings, each one an error (LOAD DATA LOCAL turns a strict
+    #: sql_mode's errors into warnings and keeps the value cut or clamped).
+    warnings: Statement | None = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,8 @@ def _title(step: Step) -> str:
 
 
 def _statements(step: Step) -> list[tuple[str, Statement]]:
+    if isinstance(step, Exec) and step.warnings is not None:
+        return [("", step.statement), ("warnings", step.warnings)]
     if isinstance(step, (Exec, ExecRows, Observe)):
         return [("", step.statement)]
     if isinstance(step, When):

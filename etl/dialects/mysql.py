@@ -242,7 +242,10 @@ def type_change(old: Column, new: Column) -> str:
         before, after = _INTEGER_RANGE[(old.data_type, old.unsigned)], _INTEGER_RANGE[(new.data_type, new.unsigned)]
         if before == after and "zerofill" not in old.column_type + new.column_type:
             return "same"  # a display width (int(11) vs int) changes no value
-        return "wider" if after[0] <= before[0] and before[1] <= after[1] else "narrower"
+        # signed -> unsigned counts as wider when the new type holds the old maximum: the source holds no
+        # negative value then (its own ALTER refused or zeroed them), and in the replica's strict session
+        # a negative value left behind fails the ALTER instead of being clamped
+        return "wider" if before[1] <= after[1] and (after[0] <= before[0] or new.unsigned) else "narrower"
     if (old.charset or "") != (new.charset or "") and (old.charset, new.charset) not in _CHARSET_WIDENS:
         return "narrower"
     t0, t1 = old.data_type, new.data_type

@@ -222,7 +222,8 @@ def _blocks(plan: Plan, situation: Situation, store: tracking.Store, source_db: 
     if situation.stage:
         per_block.append(Exec("stage", "replica", mysql.render("copy_stage_clear", stage=STAGE)))
     per_block.append(Exec(branch, "replica", mysql.render("copy_load_infile", table=into, columns=columns),
-                          {"path": BLOCK_FILE}, counts=() if situation.stage else ("rows_written",)))
+                          {"path": BLOCK_FILE}, counts=() if situation.stage else ("rows_written",),
+                          warnings=mysql.render("statement_warnings")))
     if situation.stage:
         per_block.append(Exec("stage", "replica", mysql.render(
             "copy_stage_upsert", table=target, stage=STAGE, columns=columns, update_columns=update_columns),

@@ -64,7 +64,8 @@ def drift(upstream: TableSchema, target_types: dict[str, str], change: Callable[
         if name.startswith("_etl_"):
             continue
         if name not in upstream_names:
-            notes.append(f"column {name!r} no longer exists upstream; kept in the target (nothing is dropped)")
+            notes.append(f"column {name!r} no longer exists upstream; kept in the target (nothing is dropped "
+                         "in place; a full refresh of the replica rebuilds it from the source definition)")
             continue
         kind = change(upstream.column(name), target_type)
         if kind == "wider":

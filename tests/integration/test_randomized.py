@@ -1,4 +1,5 @@
 """Seeded model-based test: random source changes between runs; after every round raw equals the source.
+Between rounds the source's schema changes too: columns added (round 2) and widened (round 3).
 
     ETL_RANDOM_SEED=123 pytest tests/integration/test_randomized.py        # replay a failure
     ETL_RANDOM_ROUNDS=200 pytest tests/integration/test_randomized.py      # nightly
@@ -56,6 +57,7 @@ class World:
     def __init__(self, p: Pipeline, rng: random.Random):
         self.p, self.rng = p, rng
         self.now = dt.datetime(2024, 3, 1, 8, 0, 0)
+        self.columns = dict(COLUMNS)  # grows with the source's schema (evolve_schema)
 
     def close_second(self) -> None:
         """A run just read up to the real clock's closed seconds: the next write is in a later second."""
@@ -121,8 +123,31 @@ class World:
             self.p.source("REPLACE INTO defn VALUES (%s, %s)", (key, f"def {r.random():.4f}"))
         return did
 
+    def evolve_schema(self, round_: int) -> list[str]:
+        """Schema changes between rounds: in round 2 a column added mid-table (the rows that exist get its
+        default, which must reach raw) and one at the end; in round 3 widened columns, then values only the
+        wider types hold."""
+        if round_ == 2:
+            self.p.source("ALTER TABLE proc ADD COLUMN Qty int NOT NULL DEFAULT 1 AFTER Status")
+            self.p.source("ALTER TABLE appt ADD COLUMN Pinned tinyint NOT NULL DEFAULT 0")
+            self.columns["proc"] = self.columns["proc"].replace("Status,", "Status, Qty,")
+            self.columns["appt"] += ", Pinned"
+            for key in self.rng.sample(self.keys("proc", "ProcNum"), 5):
+                self.p.source("UPDATE proc SET Qty = %s, DateTStamp = %s WHERE ProcNum = %s",
+                              (self.rng.randint(2, 9), self.tick(), key))
+            return ["added proc.Qty and appt.Pinned"]
+        if round_ == 3:
+            self.p.source("ALTER TABLE proc MODIFY Note varchar(200) NOT NULL, MODIFY Status smallint unsigned NOT NULL")
+            self.p.source("ALTER TABLE seclog MODIFY LogText text NOT NULL")
+            for key in self.rng.sample(self.keys("proc", "ProcNum"), 5):
+                self.p.source("UPDATE proc SET Note = %s, Status = %s, DateTStamp = %s WHERE ProcNum = %s",
+                              ("wide " * 30, self.rng.randint(256, 65535), self.tick(), key))
+            self.p.source("INSERT INTO seclog (LogText) VALUES (%s)", ("long " * 2000,))
+            return ["widened proc.Note, proc.Status and seclog.LogText"]
+        return []
+
     def assert_raw_equals_source(self, context: str) -> None:
-        for table, columns in COLUMNS.items():
+        for table, columns in self.columns.items():
             key = columns.split(",")[0]
             source = [tuple(r) for r in self.p.source(f"SELECT {columns} FROM {table} ORDER BY {key}")]
             quoted = ", ".join(f'"{c.strip()}"' for c in columns.split(","))
@@ -146,7 +171,7 @@ def test_raw_equals_source_after_every_round_of_random_changes(settings):
     world.close_second()
     world.assert_raw_equals_source("after the first run")
     for round_ in range(1, ROUNDS + 1):
-        did = world.mutate()
+        did = world.mutate() + world.evolve_schema(round_)
         if rng.random() < 0.25:  # the load lags one round behind the copy now and then
             p.run(["copy"], settings=p.separate_servers() if rng.random() < 0.5 else None)
             world.close_second()

@@ -133,6 +133,26 @@ def test_a_narrowing_change_fails_the_table_until_full_rebuilds_it(proc):
     assert all(r.ok for r in results.values()), results
 
 
+def test_a_change_during_the_run_fails_the_block_instead_of_cutting_a_value(proc, monkeypatch):
+    """The source widened after the run compared the definitions (made here by hiding the change from
+    that comparison): the value that no longer fits the replica column fails the copy on both paths (a
+    strict INSERT ... SELECT; LOAD DATA LOCAL, which only warns, by its warnings), nothing is cut, and
+    the next run applies the change and copies the value."""
+    from etl.dialects import mysql
+
+    proc.source("ALTER TABLE procedurelog MODIFY Surf varchar(40) NOT NULL DEFAULT ''")
+    proc.source("UPDATE procedurelog SET Surf = %s, DateTStamp = %s WHERE ProcNum = 5", ("y" * 40, LATER))
+    before = proc.replica("SELECT * FROM procedurelog ORDER BY ProcNum")
+    monkeypatch.setattr(mysql, "type_change", lambda old, new: "same")
+    copy = run(proc)["copy"]
+    assert not copy.ok and ("Data too long" in copy.error or "Data truncated" in copy.error), copy.error
+    assert proc.replica("SELECT * FROM procedurelog ORDER BY ProcNum") == before
+    monkeypatch.undo()
+    results = run(proc)
+    assert all(r.ok for r in results.values()), results
+    assert_three_equal(proc)
+
+
 def test_strict_sessions_refuse_a_value_that_does_not_fit(proc):
     """A value the replica column cannot hold (here: the source widened between the drift check and the
     read) fails the statement in the replica session instead of being clamped."""

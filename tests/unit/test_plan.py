@@ -80,6 +80,15 @@ def test_force_full() -> None:
     assert (plan.strategy, plan.reason) == ("full", "--full requested")
 
 
+def test_a_column_added_upstream_refreshes_a_populated_target_with_its_reason_in_the_notes() -> None:
+    plan = make_plan("copy", config(), PATIENT, STORED, HORIZON, refresh="column UnitQty added at the source")
+    assert (plan.strategy, plan.reason) == ("full", "column UnitQty added at the source")
+    assert "full refresh: column UnitQty added at the source" in plan.warnings
+    forced = make_plan("copy", config(), PATIENT, STORED, HORIZON, force_full=True, refresh="column X added")
+    assert forced.reason == "--full requested" and "full refresh: column X added" in forced.warnings
+    assert make_plan("copy", config(), PATIENT, STORED, HORIZON).strategy == "primary"
+
+
 def test_missing_target_is_full() -> None:
     plan = make_plan("load", config(), PATIENT, STORED, HORIZON, target_exists=False)
     assert (plan.strategy, plan.reason) == ("full", "target table does not exist yet")

@@ -12,6 +12,7 @@ import pytest
 from etl import executor, tracking
 from etl.config import TableConfig
 from etl.dialects import mysql, postgres
+from etl.errors import PhaseError
 from etl.phases import copy, facts, load
 from etl.plan import Horizon, Plan, StoredState, make_plan
 from etl.recipe import LOAD_ID, Recipe, Transfer
@@ -260,9 +261,27 @@ def test_a_copy_writes_each_block_to_a_file_loads_it_and_commits_it_with_a_check
     assert loaded == [b"1\t2025-05-31 10:00:00\ta\n"]
     order = [s.split()[0] for s in replica.sql]
     assert order[:3] == ["DROP", "CREATE", "DELETE"]            # the stage, then cleared for the block
-    assert order[3:5] == ["LOAD", "INSERT"]                      # loaded, upserted
+    assert order[3:6] == ["LOAD", "SHOW", "INSERT"]              # loaded, its warnings asked, upserted
     assert replica.commits == 2                                  # the block with its checkpoint, then the end
     statuses = [p["copy_status"] for s, p in replica.executed if "etl_copy_status" in s]
     assert statuses == ["running", "success"]
     assert source.commits == 1                                   # no read transaction spans two blocks
     assert outcome.rows_written == 1 and outcome.rows_read == 1
+
+
+def test_a_block_whose_load_cut_a_value_fails_before_it_commits() -> None:
+    """LOAD DATA LOCAL keeps a value cut or clamped with a warning, whatever the sql_mode: a warning fails."""
+    p = tiny_plan("copy", "primary")
+    recipe = make("copy", p, copy.Facts(False, POPULATED))
+    source = Replica((1, b"1\t2025-05-31 10:00:00\ta")).conn
+
+    def replica_answer(sql: str):
+        if sql.startswith("SHOW WARNINGS"):
+            return [("Note", 1, "fine"), ("Warning", 1265, "Data truncated for column 'c' at row 1")]
+        return []
+
+    replica = FakeConn(replica_answer, rowcount=1)
+    outcome = tracking.Outcome(plan=p, run_id="run", started_at=dt.datetime(2025, 6, 1))
+    with pytest.raises(PhaseError, match="Data truncated for column 'c' at row 1"):
+        executor.run(recipe, {"source": source, "replica": replica}, outcome)
+    assert replica.commits == 0 and not any(s.startswith("INSERT") for s in replica.sql)

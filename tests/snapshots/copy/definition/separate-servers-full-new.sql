@@ -30,6 +30,8 @@
 -- 2.1. [blocks] run on the replica; its rows count as rows_written
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.1
+-- mysql/statement_warnings (warnings)  (binds: none)
+-- = shared/mysql/statement_warnings.sql
 
 -- 2.2. [always] commit the replica
 

@@ -40,6 +40,8 @@
 -- 1.4. [blocks] run on the replica
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.3
+-- mysql/statement_warnings (warnings)  (binds: none)
+-- = shared/mysql/statement_warnings.sql
 
 -- 1.5. [stage] run on the replica; its rows count as rows_written
 -- mysql/copy_stage_upsert  (binds: none)

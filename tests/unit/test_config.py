@@ -345,3 +345,22 @@ def test_table_configured_twice_is_reported(tmp_path) -> None:
             extraction_strategy: full_table
     """)
     error_of(path)
+
+
+def test_column_problems_name_every_configured_column_the_live_table_lacks() -> None:
+    from etl.check import column_problems
+    from tests import snapshot_cases as sc
+
+    schema = sc.table_schema("patient")
+    table = TableConfig(name="patient", primary_key=("PatNumb",), incremental_columns=("PatNum", "DateTStmp", "LName"),
+                        primary_incremental_column="DateTStmp", extraction_strategy="incremental", batch_size=10)
+    assert column_problems("tables.yml: table 'patient'", table, schema) == [
+        "tables.yml: table 'patient': primary_key: column 'PatNumb' does not exist in the source",
+        "tables.yml: table 'patient': incremental_columns: column 'DateTStmp' does not exist in the source",
+        "tables.yml: table 'patient': primary_incremental_column: column 'DateTStmp' does not exist in the source",
+        "tables.yml: table 'patient': incremental_columns: column 'LName' has type varchar(100), which cannot carry "
+        "a watermark",
+    ]
+    good = dataclasses.replace(table, primary_key=("PatNum",), incremental_columns=("PatNum", "DateTStamp"),
+                               primary_incremental_column="DateTStamp")
+    assert column_problems("x", good, schema, "replica") == []

@@ -137,7 +137,7 @@ def reflect_table(conn: Any, database: str, table: str) -> TableSchema | None:
         )
         for r in fetch_all(conn, render("reflect_columns"), params)
     )
-    if any(c.data_type == "longtext" for c in columns):
+    if any(c.data_type == "longtext" for c in columns) and _is_mariadb(conn):
         columns = _json_columns(conn, params, columns)
     key = tuple(Ident(r[0]) for r in fetch_all(conn, render("reflect_primary_key"), params))
     return TableSchema(schema=database, name=Ident(table), engine=engine, estimated_rows=int(estimate or 0),
@@ -145,6 +145,13 @@ def reflect_table(conn: Any, database: str, table: str) -> TableSchema | None:
 
 
 _JSON_CHECK = re.compile(r"^\s*json_valid\(`((?:[^`]|``)+)`\)\s*$", re.IGNORECASE)
+
+
+def _is_mariadb(conn: Any) -> bool:
+    """Is the server MariaDB (its version string says so)? A connection without one (a test's fake) counts
+    as MariaDB."""
+    info = getattr(conn, "get_server_info", None)
+    return info is None or "mariadb" in str(info()).lower()
 
 
 def _json_columns(conn: Any, params: dict[str, str], columns: tuple[Column, ...]) -> tuple[Column, ...]:

@@ -2,12 +2,17 @@
 
 Every problem in the file is collected and reported at once, each on one line naming the file, the
 table and the key (``tables.yml: table 'patient': batch_size: expected a positive integer, got 'x'``).
-Unknown keys are accepted and ignored: real configurations carry many more (``estimated_rows``,
-``sync_profile``, ``monitoring``...).
+A key this tool does not know is an error with a suggestion (``delete_detecton`` -> "did you mean
+'delete_detection'?"): a misspelt setting silently ignored would change what is copied. Two kinds of keys
+are accepted and ignored: the informational keys real configurations carry (:data:`INFORMATIONAL_KEYS`,
+such as ``estimated_rows`` and ``sync_profile``, and ``x_discover``, which ``etl discover`` writes), and any
+key starting with ``x_`` (a user's own notes). Whether the configured columns exist is checked against the
+live source before every run (etl/check.py ``check_columns``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,16 @@ from etl.errors import ConfigError
 STRATEGIES = ("full_table", "incremental", "incremental_chunked")
 DELETE_DETECTION = ("none", "reconcile", "deletedobject")
 DEFAULT_BATCH_SIZE = 10_000
+#: The settings of a table entry (what TableConfig is built from).
+SETTING_KEYS = ("primary_key", "incremental_columns", "primary_incremental_column", "extraction_strategy",
+                "batch_size", "delete_detection", "deleted_object_type")
+#: Keys of a table entry that are read by people, not by this tool: row counts and profiles from the
+#: clinic fact sheet (estimated_rows, sync_profile, engine), notes (description, monitoring) and
+#: `etl discover`'s own record of its choices (x_discover). Any other key starting with x_ is accepted too.
+INFORMATIONAL_KEYS = ("estimated_rows", "sync_profile", "engine", "description", "monitoring", "x_discover")
+#: Top-level keys: the tables, and a free-form metadata block (etl discover keeps its state there).
+TOP_LEVEL_KEYS = ("tables", "metadata")
+USER_PREFIX = "x_"
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
 
@@ -90,10 +105,9 @@ def parse_config(document: Any, path: Path) -> EtlConfig:
     errors: list[str] = []
     if not isinstance(document, dict) or not isinstance(document.get("tables"), dict):
         raise ConfigError(f"{path}: expected a top-level 'tables:' mapping of table name to settings")
-    unknown_top = set(document) - {"tables", "metadata"}
-    if unknown_top:
-        errors.append(f"{path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown_top)))}; "
-                      "expected 'tables' and optionally 'metadata'")
+    for key in document:
+        if key not in TOP_LEVEL_KEYS and not str(key).startswith(USER_PREFIX):
+            errors.append(f"{path}: unknown top-level key {key!r}; {_suggest(key, TOP_LEVEL_KEYS)}")
     if not document["tables"]:
         errors.append(f"{path}: 'tables:' is empty")
     tables: dict[str, TableConfig] = {}
@@ -108,6 +122,14 @@ def parse_config(document: Any, path: Path) -> EtlConfig:
     if errors:
         raise ConfigError("\n".join(errors))
     return EtlConfig(path=path, tables=tables)
+
+
+def _suggest(key: Any, known: tuple[str, ...]) -> str:
+    """The "did you mean" half of an unknown-key message."""
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}? (keys of your own start with {USER_PREFIX})"
+    return f"expected one of {', '.join(known)} (keys of your own start with {USER_PREFIX})"
 
 
 def _column_list(value: Any, where: str, key: str, errors: list[str]) -> tuple[str, ...]:
@@ -128,6 +150,9 @@ def _parse_table(name: str, raw: Any, where: str, errors: list[str]) -> TableCon
     if not isinstance(raw, dict):
         errors.append(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
         return None
+    for key in raw:
+        if key not in SETTING_KEYS and key not in INFORMATIONAL_KEYS and not str(key).startswith(USER_PREFIX):
+            errors.append(f"{where}: unknown key {key!r}; {_suggest(key, SETTING_KEYS + INFORMATIONAL_KEYS)}")
 
     strategy = raw.get("extraction_strategy", "incremental")
     if strategy not in STRATEGIES:

@@ -58,7 +58,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from etl.config import _UniqueKeyLoader, parse_config
+from etl.config import SETTING_KEYS, _UniqueKeyLoader, parse_config
 from etl.db import fetch_all, fetch_one
 from etl.dialects.mysql import connect as mysql_connect
 from etl.errors import ConfigError
@@ -124,9 +124,8 @@ DELETE_LOG: dict[str, DeleteLog] = {log.table: log for log in (
       if name != "Recall"),
 )}
 
-#: The settings an entry's fingerprint covers (informational keys such as estimated_rows are not settings).
-SETTING_KEYS = ("primary_key", "incremental_columns", "primary_incremental_column", "extraction_strategy",
-                "batch_size", "delete_detection", "deleted_object_type")
+# The settings an entry's fingerprint covers are config.SETTING_KEYS (informational keys such as
+# estimated_rows are not settings).
 
 HEADER = """\
 # tables.yml written by `etl discover` (rule version {rule_version}); the rules: etl/discover.py and the README.

@@ -90,9 +90,14 @@ def reconcile_table(settings: Settings, table: TableConfig, run_id: str) -> dict
 
 
 def reconcile(settings: Settings, config: EtlConfig, tables: list[str] | None = None) -> dict[str, dict[str, int]]:
-    """`etl reconcile`: every selected table in turn; a failure stops it."""
+    """`etl reconcile`: every selected table in turn; a failure stops it. Configured columns are checked
+    against the source first (exit 2, nothing deleted)."""
+    from etl.check import check_columns
+
+    selected = config.select(tables)
+    check_columns(settings, config, selected)
     run_id = str(uuid.uuid4())
-    return {t.name: reconcile_table(settings, t, run_id) for t in config.select(tables)}
+    return {t.name: reconcile_table(settings, t, run_id) for t in selected}
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -120,8 +125,14 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
                reconcile_after_load: bool = True) -> list[TableResult]:
     """Each selected table through `phases` in order, `jobs` tables at a time. reconcile_after_load=False
     leaves the delete detection of `reconcile` tables to a separate `etl reconcile` (a scheduler's task)."""
+    from etl.check import check_columns
+
     selected: list[TableConfig] = config.select(tables)
     preflight(settings, phases)
+    # The configured columns against the live tables before anything is written (exit 2): the source when
+    # this run reads it, the replica for a load alone (its source may be out of reach).
+    if "copy" in phases or "load" in phases:
+        check_columns(settings, config, selected, against="source" if "copy" in phases else "replica")
     run_id = str(uuid.uuid4())
 
     def one_table(table: TableConfig) -> list[TableResult]:

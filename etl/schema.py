@@ -17,6 +17,11 @@ INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint")
 DATETIME_TYPES = ("datetime", "timestamp")
 TEXT_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json")
 BINARY_TYPES = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+#: Spatial types (MySQL 8 spells the collection geomcollection too).
+SPATIAL_TYPES = ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+                 "geometrycollection", "geomcollection")
+#: MariaDB's own types whose server text is their value: uuid (10.7), inet6 (10.5), inet4 (10.10).
+ADDRESS_TYPES = ("uuid", "inet4", "inet6")
 #: Types a watermark may be taken from: they sort the way their values grow.
 ORDERABLE_TYPES = INTEGER_TYPES + DATETIME_TYPES + ("date",)
 

@@ -195,10 +195,13 @@ def verify_table(settings: Settings, conns: _Connections, config: TableConfig) -
 
 
 def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = None) -> dict[str, Any]:
-    """Compare every selected table; changes nothing."""
+    """Compare every selected table; changes nothing. Configured columns are checked against the source
+    first (exit 2)."""
+    from etl.check import check_columns
     from etl.status import status_report
 
     selected = config.select(tables)
+    check_columns(settings, config, selected)
     conns = _Connections(settings)
     try:
         results = []

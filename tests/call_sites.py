@@ -45,6 +45,19 @@ def reflection() -> dict[str, Any]:
             "raw": postgres.reflect_columns(raw, "raw", "patient"), "conns": (source, raw)}
 
 
+def json_reflection() -> dict[str, Any]:
+    """MariaDB's JSON: a longtext with CHECK (json_valid(...)); the other longtext stays text."""
+    source = FakeConn([
+        [("doc", "InnoDB", "2")],
+        [("Id", "bigint", "bigint(20)", "NO", None, "", None, None, 19, 0, None, None, "PRI"),
+         ("Doc", "longtext", "longtext", "YES", None, "", "utf8mb4", "utf8mb4_bin", None, None, 4294967295, None, ""),
+         ("Note", "longtext", "longtext", "YES", None, "", "utf8mb4", "utf8mb4_bin", None, None, 4294967295, None, "")],
+        [("json_valid(`Doc`)",), ("`Id` > 0",)],
+        [("Id",)],
+    ])
+    return {"schema": mysql.reflect_table(source, "opendental", "doc"), "conns": (source,)}
+
+
 def horizon() -> dict[str, Any]:
     conn = FakeConn([
         [("2025-06-01 12:00:00.500000", "2025-06-01 14:00:00.500000", "2025-06-01 11:59:30.250000")],
@@ -212,7 +225,7 @@ def discover_source() -> dict[str, Any]:
 
 #: Every driver, for test_templates.
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
-    reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
+    reflection, json_reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
     transform_window, verify_sides, discover_source,
 )
 

@@ -82,7 +82,7 @@ COPIED = {"integer": "900000", "datetime": "2025-06-01 11:59:59", "date": "2025-
 RESUME_KEY = 424242
 OBJECT_TYPE = 7
 
-_BASE_TYPE = re.compile(r"^([a-z]+)")
+_BASE_TYPE = re.compile(r"^([a-z][a-z0-9]*)")
 _LENGTH = re.compile(r"\((\d+)(?:,(\d+))?\)")
 
 
@@ -102,6 +102,8 @@ def column_from_fact(raw: dict[str, Any]) -> Column:
         precision, scale = int(size.group(1)), int(size.group(2) or 0)
     if data_type in ("char", "varchar") and size:
         char_length = int(size.group(1))
+    if data_type == "bit":  # information_schema reports bit(n)'s n as NUMERIC_PRECISION
+        precision = int(size.group(1)) if size else 1
     extra = []
     if raw.get("auto_increment"):
         extra.append("auto_increment")

@@ -137,9 +137,33 @@ def reflect_table(conn: Any, database: str, table: str) -> TableSchema | None:
         )
         for r in fetch_all(conn, render("reflect_columns"), params)
     )
+    if any(c.data_type == "longtext" for c in columns) and _is_mariadb(conn):
+        columns = _json_columns(conn, params, columns)
     key = tuple(Ident(r[0]) for r in fetch_all(conn, render("reflect_primary_key"), params))
     return TableSchema(schema=database, name=Ident(table), engine=engine, estimated_rows=int(estimate or 0),
                        columns=columns, primary_key=key)
+
+
+_JSON_CHECK = re.compile(r"^\s*json_valid\(`((?:[^`]|``)+)`\)\s*$", re.IGNORECASE)
+
+
+def _is_mariadb(conn: Any) -> bool:
+    """Is the server MariaDB (its version string says so)? A connection without one (a test's fake) counts
+    as MariaDB."""
+    info = getattr(conn, "get_server_info", None)
+    return info is None or "mariadb" in str(info()).lower()
+
+
+def _json_columns(conn: Any, params: dict[str, str], columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """MariaDB's JSON is a longtext with CHECK (json_valid(`c`)): such a column is reflected with data_type
+    'json' (its column_type stays longtext), so raw gets jsonb as for MySQL's own JSON."""
+    checked = set()
+    for (clause,) in fetch_all(conn, render("reflect_json_checks"), params):
+        match = _JSON_CHECK.match(clause or "")
+        if match:
+            checked.add(match.group(1).replace("``", "`"))
+    return tuple(replace(c, data_type="json") if c.data_type == "longtext" and c.name in checked else c
+                 for c in columns)
 
 
 def row_estimate(conn: Any, database: str, table: str) -> int | None:
@@ -152,12 +176,15 @@ def row_estimate(conn: Any, database: str, table: str) -> int | None:
 
 _WORD = re.compile(r"^[A-Za-z0-9_]+$")
 _DDL_TYPE = re.compile(
-    r"^([a-z]+(\(\d+(,\d+)?\))?( unsigned)?( zerofill)?|(enum|set)\('([^'\\]|'')*'(,'([^'\\]|'')*')*\))$"
+    r"^([a-z][a-z0-9]*(\(\d+(,\d+)?\))?( unsigned)?( zerofill)?|(enum|set)\('([^'\\]|'')*'(,'([^'\\]|'')*')*\))$"
 )
 _DEFAULT_LITERAL = re.compile(
     r"^(NULL|-?\d+(\.\d+)?([eE][-+]?\d+)?|'[^'\\]*'|current_timestamp(\(\d?\))?)$", re.IGNORECASE
 )
 #: Values LOAD DATA reads as the server printed them (numbers, dates and times, zero dates included).
+#: Everything else -- text, binary, bit, spatial (the server's internal bytes), uuid and inet addresses (a
+#: binary-charset value is their binary form, which CAST(... AS BINARY) gives), vector -- travels as its
+#: raw bytes.
 _PLAIN_TEXT = INTEGER_TYPES + DATETIME_TYPES + ("decimal", "numeric", "year", "double", "real", "date", "time")
 
 
@@ -183,6 +210,12 @@ class ReplicaColumn(Column):
         if not _DDL_TYPE.match(self.column_type):
             raise SchemaError(f"column {self.name!r} has a type this tool cannot repeat safely: {self.column_type}")
         return self.column_type
+
+    @property
+    def ddl_json_check(self) -> bool:
+        """MariaDB's JSON (a longtext with CHECK (json_valid(...))) keeps its check in the replica, so the
+        replica's column reflects as JSON too (the load maps what the replica holds)."""
+        return self.data_type == "json" and self.column_type != "json"
 
     @property
     def ddl_charset(self) -> str | None:

@@ -25,7 +25,8 @@ from etl.db import fetch_all, fetch_one
 from etl.errors import ConnectionFailed, SchemaError, first_line
 from etl.render import Ident, Statement
 from etl.render import render as _render_template
-from etl.schema import BINARY_TYPES, DATETIME_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from etl.schema import (ADDRESS_TYPES, BINARY_TYPES, DATETIME_TYPES, INTEGER_TYPES, SPATIAL_TYPES, TEXT_TYPES, Column,
+                        TableSchema)
 from etl.settings import mask_url
 
 NAME = "postgres"
@@ -141,6 +142,10 @@ _PLAIN_MAP = {
     "enum": "text", "set": "text", "json": "jsonb",
     "binary": "bytea", "varbinary": "bytea", "tinyblob": "bytea", "blob": "bytea",
     "mediumblob": "bytea", "longblob": "bytea",
+    # MariaDB's own: uuid (10.7), inet4 (10.10), inet6 (10.5); vector (11.7): its bytes, 4-byte floats.
+    "uuid": "uuid", "inet4": "inet", "inet6": "inet", "vector": "bytea",
+    # Spatial values as their standard WKB (ST_AsBinary), which PostGIS reads with ST_GeomFromWKB.
+    **{t: "bytea" for t in SPATIAL_TYPES},
 }
 #: format_type's long names of the short names above (schema drift compares the two).
 _LONG_NAMES = {"timestamp": "timestamp without time zone", "varchar": "character varying"}
@@ -154,8 +159,13 @@ def column_type(column: Column) -> str:
     if t in ("decimal", "numeric"):
         return f"numeric({column.precision},{column.scale})"
     if t in ("char", "varchar"):
-        # char(n) too becomes varchar(n): PostgreSQL's char pads with spaces, MySQL strips them.
-        return f"varchar({column.char_length})"
+        # char(n) too becomes varchar(n): PostgreSQL's char pads with spaces, MySQL strips them. char(0)
+        # (which holds '' or NULL) has no varchar(0) in PostgreSQL: text.
+        return f"varchar({column.char_length})" if int(column.char_length or 0) > 0 else "text"
+    if t == "bit":
+        # bit(n) stays a bit string of the same length: every value exact, bit(64) included (no integer
+        # type of PostgreSQL holds 64 unsigned bits); raw.c::bigint gives the number.
+        return f"bit({column.precision})"
     if t in _PLAIN_MAP:
         return _PLAIN_MAP[t]
     raise SchemaError(f"column {column.name!r} has type {column.column_type}, which has no PostgreSQL mapping")
@@ -223,8 +233,20 @@ def copy_kind(column: Column) -> str:
     """How a MySQL value is written as COPY text (see _macros/copy_text.sql.j2); 'unsupported' when the
     load cannot map the type. Verify's canonical text (_macros/canonical.sql.j2) follows the same kinds."""
     t = column.data_type
+    if t in ("double", "real") and "(" in column.column_type:
+        # double(m,d): the server prints d decimals, not the double it stored (-0.01 is stored as
+        # -0.010000000000000009); through DOUBLE every bit arrives.
+        return "float"
     if t in INTEGER_TYPES or t in ("decimal", "numeric", "year", "double", "real"):
         return "number"
+    if t in ADDRESS_TYPES:
+        return "plain"
+    if t == "bit":
+        return "bit"
+    if t in SPATIAL_TYPES:
+        return "spatial"
+    if t == "vector":
+        return "binary"
     if t == "float":
         return "float"
     if t in DATETIME_TYPES or t == "date":
@@ -256,8 +278,15 @@ class PgColumn(Column):
 
 
 def map_table(schema: TableSchema) -> TableSchema:
-    """A source table as the load phase sees it: columns that know their raw type and COPY text."""
-    return replace(schema, columns=tuple(PgColumn.of(c) for c in schema.columns))
+    """A source table as the load phase sees it: columns that know their raw type and COPY text. A column
+    of a type the map does not know fails here, naming the table and the column, before anything is written."""
+    columns = tuple(PgColumn.of(c) for c in schema.columns)
+    for column in columns:
+        try:
+            column.pg_type
+        except SchemaError as exc:
+            raise SchemaError(f"table {schema.name!r}: {exc}") from None
+    return replace(schema, columns=columns)
 
 
 def map_columns(columns: Iterable[Column]) -> tuple[PgColumn, ...]:

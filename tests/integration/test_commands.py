@@ -114,3 +114,51 @@ def test_render_prints_plan_and_statements_with_binds_and_changes_nothing(pipeli
     before = pipeline.raw("SELECT count(*) FROM raw.etl_run_history")
     assert etl(pipeline.settings, "render", "copy", "patient").returncode == 0
     assert pipeline.raw("SELECT count(*) FROM raw.etl_run_history") == before
+
+
+def _nothing_written(p: Pipeline) -> None:
+    """No tracking row, no run history, no replica or raw copy of a configured table."""
+    for table in ("etl_copy_status", "etl_run_history"):
+        assert p.replica(f"SELECT COUNT(*) FROM {table}") == ((0,),), table
+    for table in ("etl_load_status", "etl_run_history"):
+        assert p.raw(f"SELECT COUNT(*) FROM raw.{table}") == [(0,)], table
+    assert p.replica("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                     "AND TABLE_NAME IN ('patient', 'appointment')") == ((0,),)
+    assert p.raw("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' "
+                 "AND table_name IN ('patient', 'appointment')") == [(0,)]
+
+
+@pytest.mark.parametrize("command", ["run", "copy", "verify", "reconcile"])
+def test_configured_column_missing_at_the_source_stops_every_command_before_it_writes(pipeline, command):
+    tables = {"patient": dict(TABLES["patient"], incremental_columns=["PatNum", "DateTStamp", "DateTStmp"]),
+              "appointment": TABLES["appointment"]}
+    pipeline.settings.tables_path.write_text(yaml.safe_dump({"tables": tables}, sort_keys=False))
+    result = etl(pipeline.settings, command)
+    assert result.returncode == 2, result.stderr
+    path = pipeline.settings.tables_path
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"{path}: table 'patient': incremental_columns: column 'DateTStmp' does not exist in the source")
+    assert "Traceback" not in result.stderr
+    _nothing_written(pipeline)
+
+
+def test_configured_column_missing_in_the_replica_stops_a_load_before_it_writes(pipeline):
+    _copy_and_load(pipeline)
+    pipeline.replica("ALTER TABLE patient DROP COLUMN DateTStamp")
+    marks = pipeline.raw("SELECT count(*) FROM raw.etl_run_history")
+    result = etl(pipeline.settings, "load", "patient")
+    assert result.returncode == 2
+    assert "table 'patient': primary_incremental_column: column 'DateTStamp' does not exist in the replica" \
+        in result.stderr
+    assert pipeline.raw("SELECT count(*) FROM raw.etl_run_history") == marks
+
+
+@pytest.mark.parametrize("key, suggestion", [("delete_detecton", "delete_detection"),
+                                             ("extraction_stratgy", "extraction_strategy")])
+def test_misspelt_setting_stops_a_run_and_names_the_setting_it_meant(pipeline, key, suggestion):
+    tables = {"patient": dict(TABLES["patient"], **{key: "full_table" if "strat" in key else "reconcile"})}
+    pipeline.settings.tables_path.write_text(yaml.safe_dump({"tables": tables}, sort_keys=False))
+    result = etl(pipeline.settings, "run")
+    assert result.returncode == 2
+    assert f"table 'patient': unknown key '{key}'; did you mean '{suggestion}'?" in result.stderr
+    _nothing_written(pipeline)

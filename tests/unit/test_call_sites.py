@@ -17,6 +17,12 @@ def _driver_sql(conn) -> list[str]:
     return conn.sql
 
 
+def test_reflection_knows_mariadb_json_by_its_check() -> None:
+    schema = cs.json_reflection()["schema"]
+    assert [(c.name, c.data_type, c.column_type) for c in schema.columns] == [
+        ("Id", "bigint", "bigint(20)"), ("Doc", "json", "longtext"), ("Note", "longtext", "longtext")]
+
+
 def test_reflection_turns_information_schema_rows_into_checked_columns() -> None:
     found = cs.reflection()
     schema = found["schema"]

@@ -59,7 +59,7 @@ def test_defaults_and_frozen(tmp_path) -> None:
         table.batch_size = 5  # type: ignore[misc]
 
 
-def test_unknown_keys_and_metadata_block_are_accepted(tmp_path) -> None:
+def test_informational_and_user_keys_and_metadata_block_are_accepted(tmp_path) -> None:
     path = write(tmp_path, """
         metadata:
           description: anything at all
@@ -71,11 +71,48 @@ def test_unknown_keys_and_metadata_block_are_accepted(tmp_path) -> None:
             primary_incremental_column: DateTStamp
             estimated_rows: 35135
             sync_profile: in_place_updates
+            engine: MyISAM
+            description: the practice's patients
             monitoring:
               alert_after_hours: 24
               channels: [email]
+            x_discover: {fingerprint: abc, why: {primary_key: the source key}}
+            x_owner: front desk
+        x_notes: anything
     """)
     assert list(load_config(path).tables) == ["patient"]
+
+
+@pytest.mark.parametrize("key, value, shown", [
+    ("delete_detecton", "reconcile", "unknown key 'delete_detecton'; did you mean 'delete_detection'?"),
+    ("extraction_stratgy", "full_table", "unknown key 'extraction_stratgy'; did you mean 'extraction_strategy'?"),
+    ("primary_incremental_colum", "PatNum",
+     "unknown key 'primary_incremental_colum'; did you mean 'primary_incremental_column'?"),
+    ("batchsize", "100", "unknown key 'batchsize'; did you mean 'batch_size'?"),
+    ("estimated_row", "10", "unknown key 'estimated_row'; did you mean 'estimated_rows'?"),
+    ("xdiscover", "{}", "unknown key 'xdiscover'; did you mean 'x_discover'?"),
+])
+def test_misspelt_table_key_is_an_error_with_a_suggestion(tmp_path, key: str, value: str, shown: str) -> None:
+    path = write(tmp_path, one_table("patient", GOOD_TABLE + f"{key}: {value}\n"))
+    assert error_of(path) == f"{path}: table 'patient': {shown} (keys of your own start with x_)"
+
+
+def test_unknown_table_key_without_a_close_match_lists_the_keys(tmp_path) -> None:
+    path = write(tmp_path, one_table("patient", GOOD_TABLE + "frobnicate: 1\n"))
+    message = error_of(path)
+    assert message.startswith(f"{path}: table 'patient': unknown key 'frobnicate'; expected one of primary_key, ")
+    assert "x_discover" in message and "\n" not in message
+
+
+def test_every_unknown_key_is_its_own_line(tmp_path) -> None:
+    path = write(tmp_path, one_table("patient", GOOD_TABLE + "delete_detecton: none\nbatchsize: 5\n"))
+    assert len(error_of(path).splitlines()) == 2
+
+
+def test_discover_settings_are_the_config_settings() -> None:
+    from etl import config, discover
+    assert discover.SETTING_KEYS is config.SETTING_KEYS
+    assert not set(config.SETTING_KEYS) & set(config.INFORMATIONAL_KEYS)
 
 
 @pytest.mark.parametrize("spelling", ["none", "None", "NONE", "null", "~", "''", "' none '"])
@@ -151,7 +188,15 @@ def test_no_tables_mapping(tmp_path, text: str) -> None:
 def test_unknown_top_level_key(tmp_path) -> None:
     path = write(tmp_path, "tables:\n  patient:\n    primary_key: PatNum\n    primary_incremental_column: PatNum\n"
                            "sync: daily\n")
-    assert error_of(path) == (f"{path}: unknown top-level key(s) sync; expected 'tables' and optionally 'metadata'")
+    assert error_of(path) == (f"{path}: unknown top-level key 'sync'; expected one of tables, metadata "
+                              "(keys of your own start with x_)")
+
+
+def test_misspelt_top_level_key(tmp_path) -> None:
+    path = write(tmp_path, "tables:\n  patient:\n    primary_key: PatNum\n    primary_incremental_column: PatNum\n"
+                           "metdata: {}\n")
+    assert error_of(path) == (f"{path}: unknown top-level key 'metdata'; did you mean 'metadata'? "
+                              "(keys of your own start with x_)")
 
 
 def test_unknown_extraction_strategy(tmp_path) -> None:
@@ -300,3 +345,22 @@ def test_table_configured_twice_is_reported(tmp_path) -> None:
             extraction_strategy: full_table
     """)
     error_of(path)
+
+
+def test_column_problems_name_every_configured_column_the_live_table_lacks() -> None:
+    from etl.check import column_problems
+    from tests import snapshot_cases as sc
+
+    schema = sc.table_schema("patient")
+    table = TableConfig(name="patient", primary_key=("PatNumb",), incremental_columns=("PatNum", "DateTStmp", "LName"),
+                        primary_incremental_column="DateTStmp", extraction_strategy="incremental", batch_size=10)
+    assert column_problems("tables.yml: table 'patient'", table, schema) == [
+        "tables.yml: table 'patient': primary_key: column 'PatNumb' does not exist in the source",
+        "tables.yml: table 'patient': incremental_columns: column 'DateTStmp' does not exist in the source",
+        "tables.yml: table 'patient': primary_incremental_column: column 'DateTStmp' does not exist in the source",
+        "tables.yml: table 'patient': incremental_columns: column 'LName' has type varchar(100), which cannot carry "
+        "a watermark",
+    ]
+    good = dataclasses.replace(table, primary_key=("PatNum",), incremental_columns=("PatNum", "DateTStamp"),
+                               primary_incremental_column="DateTStamp")
+    assert column_problems("x", good, schema, "replica") == []

@@ -4,6 +4,8 @@ transient. No database: columns come from the vendored fact sheet as the golden-
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg2
 import psycopg2.errors
 import pymysql
@@ -49,6 +51,44 @@ def test_a_url_names_its_dialect() -> None:
     ("datetime", "datetime", "timestamp"),
     ("timestamp", "timestamp", "timestamp"),
     ("time", "time", "interval"),
+    # Every other type MariaDB 10.11 and MySQL 8 can declare.
+    ("mediumint(8) unsigned", "mediumint", "integer"),
+    ("double(10,2)", "double", "double precision"),
+    ("float(7,3)", "float", "real"),
+    ("decimal(65,30)", "decimal", "numeric(65,30)"),
+    ("char(0)", "char", "text"),
+    ("varchar(0)", "varchar", "text"),
+    ("year(4)", "year", "smallint"),
+    ("time(6)", "time", "interval"),
+    ("datetime(6)", "datetime", "timestamp"),
+    ("timestamp(3)", "timestamp", "timestamp"),
+    ("tinytext", "tinytext", "text"),
+    ("mediumtext", "mediumtext", "text"),
+    ("longtext", "longtext", "text"),
+    ("enum('a','b')", "enum", "text"),
+    ("set('x','y')", "set", "text"),
+    ("json", "json", "jsonb"),
+    ("binary(16)", "binary", "bytea"),
+    ("varbinary(255)", "varbinary", "bytea"),
+    ("tinyblob", "tinyblob", "bytea"),
+    ("mediumblob", "mediumblob", "bytea"),
+    ("longblob", "longblob", "bytea"),
+    ("bit(1)", "bit", "bit(1)"),
+    ("bit(5)", "bit", "bit(5)"),
+    ("bit(64)", "bit", "bit(64)"),
+    ("uuid", "uuid", "uuid"),
+    ("inet4", "inet4", "inet"),
+    ("inet6", "inet6", "inet"),
+    ("geometry", "geometry", "bytea"),
+    ("point", "point", "bytea"),
+    ("linestring", "linestring", "bytea"),
+    ("polygon", "polygon", "bytea"),
+    ("multipoint", "multipoint", "bytea"),
+    ("multilinestring", "multilinestring", "bytea"),
+    ("multipolygon", "multipolygon", "bytea"),
+    ("geometrycollection", "geometrycollection", "bytea"),
+    ("geomcollection", "geomcollection", "bytea"),
+    ("vector(3)", "vector", "bytea"),
 ])
 def test_type_map(column_type: str, data_type: str, pg_type: str) -> None:
     column = fact(column_type)
@@ -67,19 +107,54 @@ def test_every_demo_column_maps_to_postgres() -> None:
 @pytest.mark.parametrize("column_type, kind", [
     ("bigint(20)", "number"), ("double", "number"), ("float", "float"), ("date", "date"), ("datetime", "date"),
     ("time", "time"), ("varchar(10)", "text"), ("text", "text"),
+    ("year(4)", "number"), ("time(6)", "time"), ("json", "text"), ("enum('a')", "text"), ("bit(5)", "bit"),
+    ("double(10,2)", "float"), ("float(7,3)", "float"), ("uuid", "plain"), ("inet4", "plain"), ("inet6", "plain"), ("point", "spatial"), ("geometry", "spatial"),
+    ("geomcollection", "spatial"), ("vector(3)", "binary"), ("blob", "binary"),
 ])
 def test_copy_kind(column_type: str, kind: str) -> None:
     assert postgres.copy_kind(fact(column_type)) == kind
     assert postgres.PgColumn.of(fact(column_type)).copy_kind == kind
 
 
-def test_unmapped_type_raises_naming_the_column() -> None:
-    column = Column(name=Ident("Shape"), data_type="geometry", column_type="geometry", nullable=True, default=None,
+def test_unmapped_type_raises_naming_the_table_and_column() -> None:
+    column = Column(name=Ident("Shape"), data_type="sometype", column_type="sometype", nullable=True, default=None,
                     extra="", charset=None, collation=None, precision=None, scale=None, char_length=None)
-    with pytest.raises(SchemaError, match=r"^column 'Shape' has type geometry, which has no PostgreSQL mapping$"):
+    with pytest.raises(SchemaError, match=r"^column 'Shape' has type sometype, which has no PostgreSQL mapping$"):
         postgres.column_type(column)
     assert postgres.copy_kind(column) == "unsupported"
     assert mysql.ReplicaColumn.of(column).infile_kind == "raw"  # its bytes, escaped
+    schema = sc.table_schema(next(iter(sc.demo_facts())))
+    schema = dataclasses.replace(schema, columns=schema.columns + (column,))
+    with pytest.raises(SchemaError, match=rf"^table '{schema.name}': column 'Shape' has type sometype, which has "
+                                          "no PostgreSQL mapping$"):
+        postgres.map_table(schema)
+
+
+@pytest.mark.parametrize("column_type, infile_kind", [
+    ("bit(5)", "raw"), ("geometry", "raw"), ("point", "raw"), ("vector(3)", "raw"), ("json", "raw"),
+    ("uuid", "raw"), ("inet4", "raw"), ("inet6", "raw"), ("year(4)", "plain"), ("time(6)", "plain"),
+    ("double(10,2)", "plain"), ("float(7,3)", "float"), ("char(0)", "raw"),
+])
+def test_new_types_repeat_in_the_replica_as_declared(column_type: str, infile_kind: str) -> None:
+    column = mysql.ReplicaColumn.of(fact(column_type))
+    assert column.ddl_type == column_type and column.infile_kind == infile_kind
+    assert not column.ddl_json_check
+
+
+def test_mariadb_json_keeps_its_check_in_the_replica() -> None:
+    column = dataclasses.replace(fact("longtext"), data_type="json")  # as reflect_table reports it
+    replica = mysql.ReplicaColumn.of(column)
+    assert replica.ddl_type == "longtext" and replica.ddl_json_check
+    assert postgres.column_type(column) == "jsonb"
+    assert not mysql.ReplicaColumn.of(fact("json")).ddl_json_check  # MySQL's own JSON type
+
+
+@pytest.mark.parametrize("clause, column", [
+    ("json_valid(`Doc`)", "Doc"), ("JSON_VALID(`a``b`)", "a`b"), ("json_valid(`x`) and 1", None), ("`x` > 0", None),
+])
+def test_json_check_clause(clause: str, column) -> None:
+    match = mysql._JSON_CHECK.match(clause)
+    assert (match.group(1).replace("``", "`") if match else None) == column
 
 
 @pytest.mark.parametrize("column_type", ["int(11) default 1", "varchar(10); drop", "enum('a\\'b')"])

@@ -284,12 +284,18 @@ class Reconciliation:
         """Under the load lock, in one transaction with its run-history row."""
         gone = self._keys_gone(self.replica_side, self.raw_side)
         self.conns.raw.autocommit = False
+        store = tracking.store(self.settings, "analytics")
+        # The run's history id, taken before the delete: the keys are recorded under it, so the transform
+        # (whose window of ids reaches it) deletes them from the models built on the table too.
+        history_id = store.next_history_id(self.conns.raw)
         self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
-        tracking.store(self.settings, "analytics").write_history(self.conns.raw, self._history("raw"))
+        store.record_deletes(self.conns.raw, self.config.name, str(self.key), gone, load_id=history_id,
+                             source="reconcile")
+        store.write_history(self.conns.raw, self._history("raw", history_id))
         self.conns.raw.commit()
 
-    def _history(self, side: str) -> tracking.History:
+    def _history(self, side: str, history_id: int | None = None) -> tracking.History:
         deleted = self.deleted[side]
         return tracking.History(run_id=self.run_id, phase="reconcile", table=self.config.name,
                                 started_at=self.started, status="success", strategy="keys", rows_written=deleted,
-                                notes=f"{deleted} rows deleted (keys gone upstream)")
+                                notes=f"{deleted} rows deleted (keys gone upstream)", id=history_id)

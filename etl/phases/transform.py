@@ -3,17 +3,20 @@
 One run, for the selected tables:
 
 1. Read each table's window of loads when the run starts: ``after`` = the last load transformed
-   (etl_transform_status.last_load_id), ``through`` = the last load committed (the largest run-history id
-   of a load of the table). Loads of a table never overlap and take increasing ids, so every row with a
-   marker up to ``through`` has committed, and a row loaded later gets a larger one.
+   (etl_transform_status.last_load_id), ``through`` = the last run committed that changed the table (the
+   largest run-history id of a load of the table, or of a run that deleted keys from it: reconcile and the
+   deletedobject feed record those in raw.etl_deleted_keys). Loads and deletes of a table never overlap
+   (both hold its load lock) and take increasing ids, so every row with a marker up to ``through`` has
+   committed, and a row loaded later gets a larger one.
 2. Parse the dbt project (the shipped ``dbt/``, or ETL_DBT_PROJECT_DIR) and find the models that read
    each table's source in the raw schema.
-3. Select the models of the tables with rows in their window (``--full``: every model of the tables,
+3. Select the models of the tables with rows or deleted keys in their window (``--full``: every model of the tables,
    ``--full-refresh``) together with their descendants, and run ``dbt build`` through dbt's Python
    runner, the windows passed as the var ``etl_load_windows`` (and the watermark rules as
    ``etl_watermark_floor``, etl/watermark.py). Each model reads its window through
    ``etl_incremental_filter`` and records it with the post-hook ``etl_record_transform``, inside the
-   model's own transaction.
+   model's own transaction; the post-hook ``etl_apply_deletes`` deletes from the model the keys deleted
+   from raw in the window.
 4. From dbt's results: a table whose model, a descendant or one of their tests failed is ``failed`` and
    gets its start-of-run window back (the next run takes the same loads again); a table with nothing to
    do is ``skipped``; the others stay as the post-hook wrote them (``success``). One run-history row per
@@ -64,7 +67,7 @@ class TableWindow:
     stored_value: str | None = None   # last_primary_value at the start
     stored_column: str | None = None  # primary_column_name at the start
     loaded: bool = False              # raw.<table> exists and a load committed
-    pending: bool = False             # rows in (after, through]
+    pending: bool = False             # rows loaded or keys deleted in (after, through]
     models: list[str] = field(default_factory=list)
     status: str = "skipped"
     reason: str | None = None
@@ -221,7 +224,7 @@ def _read_window(conn, store: tracking.Store, target, raw_schema: str, table_con
     w.through, w.after, w.stored_value, w.stored_column = through, after, value, column
     w.loaded = through is not None and bool(target.reflect_columns(conn, raw_schema, w.table))
     if w.loaded:
-        params = {"through": through} | ({"after": after} if after is not None else {})
+        params = {"through": through, "table_name": w.table} | ({"after": after} if after is not None else {})
         statement = target.render("transform_pending", schema=Ident(raw_schema), table=Ident(w.table),
                                   has_after=after is not None)
         w.pending = bool(fetch_one(conn, statement, params)[0])

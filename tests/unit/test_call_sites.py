@@ -106,7 +106,7 @@ def test_transform_reads_the_window_of_loads_and_whether_rows_are_pending() -> N
     found = cs.transform_window()
     window = found["window"]
     assert (window.through, window.after, window.loaded, window.pending) == (15, 12, True, True)
-    assert found["conn"].executed[-1][1] == {"through": 15, "after": 12}
+    assert found["conn"].executed[-1][1] == {"through": 15, "after": 12, "table_name": "patient"}
     never = found["never"]
     assert (never.loaded, never.pending) == (False, False)
 

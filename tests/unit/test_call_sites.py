@@ -124,6 +124,16 @@ def test_verify_buckets_and_reconcile_deletes_in_batches(name: str) -> None:
 
 
 
+def test_verify_compares_a_staging_models_keys_up_to_the_last_run_it_took() -> None:
+    found = cs.staging_keys()
+    result = found["result"]
+    assert (result["status"], result["missing"], result["extra"], result["through"]) == ("drift", 0, 2, 15)
+    assert result["examples"] == {"missing": [], "extra": [7, 9]}
+    sql, params = found["conn"].executed[-1]
+    assert params == {"through": 15, "table_name": "patient", "examples": 10}
+    assert '"staging"."stg_patient"' in sql and '"raw"."patient"' in sql and "etl_deleted_keys" in sql
+
+
 def test_discover_reads_the_schema_in_four_queries_then_the_opendental_version() -> None:
     out = cs.discover_source()
     source = out["source"]

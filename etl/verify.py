@@ -259,6 +259,10 @@ def verify_staging(settings: Settings, conn: Any, selected: list[TableConfig]) -
     return out, None
 
 
+def _is_integer(pg_type: str) -> bool:
+    return pg_type in ("smallint", "integer", "bigint") or pg_type.startswith("numeric")
+
+
 def _verify_model(conn: Any, target: ModuleType, store: tracking.Store, raw_schema: str, model) -> dict[str, Any]:
     result: dict[str, Any] = {"model": model.name, "relation": f"{model.schema}.{model.relation}",
                               "missing": 0, "extra": 0, "examples": {"missing": [], "extra": []}}
@@ -274,13 +278,17 @@ def _verify_model(conn: Any, target: ModuleType, store: tracking.Store, raw_sche
         result["error"] = (f"key column {model.raw_key} (raw.{model.table}) or {model.model_key} "
                            f"({result['relation']}) does not exist")
         return result
+    if not all(_is_integer(t) for t in (raw_columns[model.raw_key], model_columns[model.model_key])):
+        result["status"] = "skipped"
+        result["error"] = "the key comparison needs an integer key"
+        return result
     statement = target.render("verify_model_keys", table=Ident(model.table), key=Ident(model.raw_key),
                               model_schema=Ident(model.schema), model=Ident(model.relation),
                               model_key=Ident(model.model_key), **target.scope(raw_schema))
     for kind, count, keys in fetch_all(conn, statement, {"through": through, "table_name": model.table,
                                                          "examples": EXAMPLES}):
         result[kind] = int(count)
-        result["examples"][kind] = [int(k) for k in keys or []]
+        result["examples"][kind] = [int(k) if k is not None else None for k in keys or []]
     result["status"] = "ok" if result["missing"] + result["extra"] == 0 else "drift"
     result["through"] = through
     return result

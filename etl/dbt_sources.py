@@ -298,7 +298,10 @@ def staging_model(table) -> str:
     unique_key = repr(keys[0]) if len(keys) == 1 else repr(keys)
     hooks = [f"\"{{{{ etl_record_transform('{table.name}') }}}}\""]
     if len(keys) == 1:  # the keys reconcile and the deletedobject feed delete are single columns
-        hooks.append(f"\"{{{{ etl_apply_deletes('{table.name}', {{'{table.primary_key[0]}': '{keys[0]}'}}) }}}}\"")
+        mapping = f"{{'{table.primary_key[0]}': '{keys[0]}'}}"
+        hooks.append(f"\"{{{{ etl_apply_deletes('{table.name}', {mapping}) }}}}\"")
+        if table.is_full_table:  # reloaded in full, so a row deleted at the source just leaves raw
+            hooks.append(f"\"{{{{ etl_delete_missing('{table.name}', {mapping}) }}}}\"")
     hooks = ",\n               ".join(hooks)
     return (f"{MODEL_HEADER}"
             "{{ config(\n"

@@ -298,10 +298,8 @@ def staging_model(table) -> str:
     unique_key = repr(keys[0]) if len(keys) == 1 else repr(keys)
     hooks = [f"\"{{{{ etl_record_transform('{table.name}') }}}}\""]
     if len(keys) == 1:  # the keys reconcile and the deletedobject feed delete are single columns
-        mapping = f"{{'{table.primary_key[0]}': '{keys[0]}'}}"
-        hooks.append(f"\"{{{{ etl_apply_deletes('{table.name}', {mapping}) }}}}\"")
-        if table.is_full_table:  # reloaded in full, so a row deleted at the source just leaves raw
-            hooks.append(f"\"{{{{ etl_delete_missing('{table.name}', {mapping}) }}}}\"")
+        # (also what a full load, full_table's every load, dropped from raw: see the macro)
+        hooks.append(f"\"{{{{ etl_apply_deletes('{table.name}', {{'{table.primary_key[0]}': '{keys[0]}'}}) }}}}\"")
     hooks = ",\n               ".join(hooks)
     return (f"{MODEL_HEADER}"
             "{{ config(\n"

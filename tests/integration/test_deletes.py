@@ -122,6 +122,22 @@ def test_a_patient_deleted_through_the_deletedobject_log_leaves_raw_and_staging(
     assert 13 in keys(p, "staging")   # logged under another object type: not a patient
 
 
+def test_rows_a_full_load_drops_from_raw_leave_the_incremental_model(settings):
+    # No delete detection: only `etl load --full` (which replaces raw's rows) notices the deleted rows.
+    p = Pipeline(settings, {"patient": _shipped("patient")})
+    build_demo_source(settings.source_url, scale=0.002, tables=["patient"])
+    p.run(ALL)
+    before = assert_layers_agree(p)
+    p.source("DELETE FROM patient WHERE PatNum IN (3, 7, 11)")
+    p.run(("copy", "load"), full=True)
+    assert keys(p, "raw") == keys(p, "source") and set(GONE) <= set(keys(p, "staging"))
+
+    result = p.run(("transform",))   # incremental: not a full refresh of the model
+
+    assert result[("transform", "patient")].strategy == "incremental"
+    assert assert_layers_agree(p) == [k for k in before if k not in GONE]
+
+
 def test_verify_reports_drift_between_a_staging_model_and_raw(settings):
     from tests.integration.test_trust import etl
 

@@ -15,7 +15,8 @@ transform phase runs (``dbt/``, or ETL_DBT_PROJECT_DIR):
   ``source('opendental', '<table>')`` outside this folder), built by the same staging macro
   (``opendental_staging_columns``: snake_case names, sentinel dates and empty strings to NULL; no
   boolean flags, which need a person to list them), incremental on the load marker, recorded by
-  ``etl_record_transform``; and ``_generated.yml`` with ``unique`` and ``not_null`` tests on each key.
+  ``etl_record_transform``, with the keys deleted from raw applied by ``etl_apply_deletes``; and
+  ``_generated.yml`` with ``unique`` and ``not_null`` tests on each key.
   Files in that folder that carry the generated header and are no longer wanted are removed; nothing
   else is ever touched.
 
@@ -101,6 +102,15 @@ TRACKING_TABLES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
         ("error", "text", ""),
         ("started_at", "timestamp", ""),
         ("finished_at", "timestamp", ""),
+    )),
+    "etl_deleted_keys": ("Keys the ETL deleted from raw (reconcile, the deletedobject feed), applied to the "
+                         "models built on the table by etl_apply_deletes.", (
+        ("table_name", "varchar(255)", ""),
+        ("load_id", "bigint", "Run-history id of the run that deleted the key (a load or a reconcile)."),
+        ("key_value", "bigint", "The deleted row's primary key."),
+        ("key_column", "varchar(255)", "The primary key column in raw."),
+        ("source", "varchar(20)", "reconcile or deletedobject."),
+        ("deleted_at", "timestamp", "When it was recorded (informational)."),
     )),
     "etl_load_column_status": ("Per-column watermarks of tables loaded with the OR fallback.", (
         ("table_name", "varchar(255)", ""),
@@ -258,11 +268,16 @@ def staging_model(table) -> str:
     """The generated staging model of one configured table (a TableConfig)."""
     keys = [snake_case(k) for k in table.primary_key]
     unique_key = repr(keys[0]) if len(keys) == 1 else repr(keys)
+    hooks = [f"\"{{{{ etl_record_transform('{table.name}') }}}}\""]
+    if len(keys) == 1:  # the keys reconcile and the deletedobject feed delete are single columns
+        # (also what a full load, full_table's every load, dropped from raw: see the macro)
+        hooks.append(f"\"{{{{ etl_apply_deletes('{table.name}', {{'{table.primary_key[0]}': '{keys[0]}'}}) }}}}\"")
+    hooks = ",\n               ".join(hooks)
     return (f"{MODEL_HEADER}"
             "{{ config(\n"
             f"    unique_key={unique_key},\n"
             f"    indexes=[{{'columns': {keys!r}, 'unique': True}}],\n"
-            f"    post_hook=[\"{{{{ etl_record_transform('{table.name}') }}}}\"],\n"
+            f"    post_hook=[{hooks}],\n"
             ") }}\n\n"
             "select\n"
             f"  {{{{ opendental_staging_columns(source('opendental', '{table.name}')) }}}}\n"

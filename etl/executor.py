@@ -233,6 +233,9 @@ class Executor:
                 with write.cursor() as cur:
                     execute(cur, step.delete, {"keys": step.write_keys(gone)})
                     deleted += max(cur.rowcount, 0)
+                if step.record is not None:
+                    tracking.record_deletes(write, step.record, step.table, step.key_column, gone,
+                                            load_id=self.values[LOAD_ID.name], source="deletedobject")
             if len(rows) < step.batch:
                 break
         tracking.save_feed(write, step.state[1], step.table, after)

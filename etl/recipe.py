@@ -232,6 +232,8 @@ class DeleteFeed(Step):
     batch: int
     read_keys: Callable[[list[int]], Any]   # a list of keys as the reading / writing driver binds it
     write_keys: Callable[[list[int]], Any]
+    key_column: str = ""
+    record: Statement | None = None         # tracking: the keys deleted, for the dbt models (raw only)
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,8 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
         return [("", s) for s in step.writer.statements]
     if isinstance(step, DeleteFeed):
         return [("feed watermark", step.state[0]), ("log", step.log), ("existing", step.existing),
-                ("delete", step.delete), ("feed watermark", step.state[1])]
+                ("delete", step.delete)] + ([("deleted keys", step.record)] if step.record is not None else []) + [
+                ("feed watermark", step.state[1])]
     return []
 
 

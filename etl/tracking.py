@@ -5,7 +5,8 @@ Two stores, one per database the pipeline tracks in:
 * the replica (MySQL): ``etl_copy_status``, ``etl_copy_column_status``, ``etl_run_history`` (copy, and the
   replica half of reconcile);
 * the analytics database (schema raw): ``etl_load_status``, ``etl_load_column_status``,
-  ``etl_transform_status``, ``etl_run_history`` (load, transform, the raw half of reconcile).
+  ``etl_transform_status``, ``etl_run_history`` (load, transform, the raw half of reconcile), and
+  ``etl_deleted_keys`` (what the load and reconcile deleted from raw, for the dbt models).
 
 A store renders its statements through its database's dialect (``<phase>_status_upsert``,
 ``run_history_insert`` ...: the same names in every dialect folder that hosts the phase) and writes them
@@ -114,6 +115,20 @@ class Store:
         """Reading and saving the deletedobject feed's watermark (a row of the column-status table)."""
         return self.statement(f"{phase}_column_status_select"), self.statement(f"{phase}_column_status_upsert")
 
+    # ------------------------------------------------------------ deletes, for the models built on raw
+
+    def deletes_statement(self) -> Statement | None:
+        """Recording the keys a run deleted (raw.etl_deleted_keys); None on the replica, whose deletes no
+        model reads."""
+        return self.statement("deleted_keys_insert") if self.side == "analytics" else None
+
+    def record_deletes(self, conn: Any, table: str, key_column: str, keys: list[int], *, load_id: int,
+                       source: str) -> None:
+        """In the caller's transaction (the one that deleted the rows)."""
+        statement = self.deletes_statement()
+        if statement is not None:
+            record_deletes(conn, statement, table, key_column, keys, load_id=load_id, source=source)
+
     # ------------------------------------------------------------ every phase: init-tracking and status
 
     def init_rows(self, conn: Any, phase: str, tables: Iterable[Any]) -> int:
@@ -161,6 +176,20 @@ def read_feed(conn: Any, select: Statement, table: str) -> int:
 def save_feed(conn: Any, upsert: Statement, table: str, value: int) -> None:
     with conn.cursor() as cur:
         execute(cur, upsert, {"table_name": table, "column_name": FEED_COLUMN, "last_value": str(value)})
+
+
+#: Keys recorded per statement.
+DELETES_BATCH = 5000
+
+
+def record_deletes(conn: Any, insert: Statement, table: str, key_column: str, keys: list[int], *, load_id: int,
+                   source: str) -> None:
+    """Keys deleted from raw.<table> by the run `load_id` (source: reconcile | deletedobject), recorded in the
+    caller's open transaction (Store.deletes_statement)."""
+    with conn.cursor() as cur:
+        for i in range(0, len(keys), DELETES_BATCH):
+            execute(cur, insert, {"table_name": table, "key_column": key_column, "keys": list(keys[i:i + DELETES_BATCH]),
+                                  "load_id": load_id, "source": source})
 
 
 def store(settings: Settings, side: str) -> Store:

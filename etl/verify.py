@@ -1,5 +1,9 @@
 """`etl verify` and `etl reconcile`: chunked comparison of source, replica and raw by primary-key ranges.
 
+`etl verify` then compares the keys of the dbt models built on each table (the staging layer) with raw's,
+in the database (verify_model_keys): keys raw held when the model last ran that it lacks (missing), keys it
+holds that raw no longer does and whose delete is not still waiting for the next transform (extra).
+
 Each side computes, per key bucket, a row count and an order-independent checksum of the rows'
 canonical text (sql_templates/_macros/canonical.sql.j2) inside its own database; only buckets that
 differ are cut finer, and only buckets of at most LEAF_SPAN keys are listed row by row (key and hash).
@@ -195,8 +199,8 @@ def verify_table(settings: Settings, conns: _Connections, config: TableConfig) -
 
 
 def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = None) -> dict[str, Any]:
-    """Compare every selected table; changes nothing. Configured columns are checked against the source
-    first (exit 2)."""
+    """Compare every selected table, then the keys of the dbt models built on it; changes nothing.
+    Configured columns are checked against the source first (exit 2)."""
     from etl.check import check_columns
     from etl.status import status_report
 
@@ -208,15 +212,89 @@ def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = Non
         for table in selected:
             log.info("verifying %s", table.name)
             results.append(verify_table(settings, conns, table))
+        staging, staging_error = verify_staging(settings, conns.raw, selected)
     finally:
         conns.close()
+    for result in results:
+        models = staging.get(result["table"], [])
+        result["staging"] = models
+        drift = sum(m["missing"] + m["extra"] for m in models)
+        if drift:
+            result["differing_rows"] = (result.get("differing_rows") or 0) + drift
+            result["status"] = "drift"
     coverage = status_report(settings, config)["coverage"]
     return {
         "tables": results,
         "coverage": coverage,
         "differing_rows": sum(r.get("differing_rows") or 0 for r in results),
-        "ok": all(r["status"] in ("ok", "skipped") for r in results),
+        "staging_error": staging_error,
+        "ok": all(r["status"] in ("ok", "skipped") for r in results) and staging_error is None,
     }
+
+
+#: How `etl verify` says the staging layer was not checked because dbt is not installed (no transform).
+NO_DBT = "not checked: dbt is not installed (pip install -e '.[dbt]')"
+
+
+def verify_staging(settings: Settings, conn: Any, selected: list[TableConfig]) -> tuple[dict[str, list[dict]], str | None]:
+    """The keys of every dbt model that mirrors a selected table (etl/phases/transform.py keyed_models)
+    against raw's, up to the last run the transform took: table -> one result per model, and why the
+    layer could not be checked (None when it was, or when dbt is not installed: there is no layer)."""
+    from etl.errors import ConfigError
+    from etl.phases import transform
+
+    try:
+        manifest, error = transform.parsed_project(settings)
+    except ConfigError as exc:
+        if "needs dbt" in str(exc):
+            log.info("staging %s", NO_DBT)
+            return {}, None
+        return {}, str(exc)
+    if manifest is None:
+        return {}, error
+    target = for_url(settings.analytics_url)
+    store = tracking.store(settings, "analytics")
+    keyed = transform.keyed_models(manifest, settings.raw_schema, {t.name: t.primary_key for t in selected})
+    out: dict[str, list[dict]] = {}
+    for table in selected:
+        for model in keyed.get(table.name, []):
+            out.setdefault(table.name, []).append(_verify_model(conn, target, store, settings.raw_schema, model))
+    return out, None
+
+
+def _is_integer(pg_type: str) -> bool:
+    return pg_type in ("smallint", "integer", "bigint") or pg_type.startswith("numeric")
+
+
+def _verify_model(conn: Any, target: ModuleType, store: tracking.Store, raw_schema: str, model) -> dict[str, Any]:
+    result: dict[str, Any] = {"model": model.name, "relation": f"{model.schema}.{model.relation}",
+                              "missing": 0, "extra": 0, "examples": {"missing": [], "extra": []}}
+    raw_columns = target.reflect_columns(conn, raw_schema, model.table)
+    model_columns = target.reflect_columns(conn, model.schema, model.relation)
+    recorded = store.transform_recorded(conn, model.table)
+    through = recorded[4] if recorded else None
+    if not model_columns or through is None:
+        result["status"] = "not built yet" if not model_columns else "not transformed yet"
+        return result
+    if model.raw_key not in raw_columns or model.model_key not in model_columns:
+        result["status"] = "skipped"
+        result["error"] = (f"key column {model.raw_key} (raw.{model.table}) or {model.model_key} "
+                           f"({result['relation']}) does not exist")
+        return result
+    if not all(_is_integer(t) for t in (raw_columns[model.raw_key], model_columns[model.model_key])):
+        result["status"] = "skipped"
+        result["error"] = "the key comparison needs an integer key"
+        return result
+    statement = target.render("verify_model_keys", table=Ident(model.table), key=Ident(model.raw_key),
+                              model_schema=Ident(model.schema), model=Ident(model.relation),
+                              model_key=Ident(model.model_key), **target.scope(raw_schema))
+    for kind, count, keys in fetch_all(conn, statement, {"through": through, "table_name": model.table,
+                                                         "examples": EXAMPLES}):
+        result[kind] = int(count)
+        result["examples"][kind] = [int(k) if k is not None else None for k in keys or []]
+    result["status"] = "ok" if result["missing"] + result["extra"] == 0 else "drift"
+    result["through"] = through
+    return result
 
 
 def format_verify(report: dict[str, Any]) -> str:
@@ -229,9 +307,15 @@ def format_verify(report: dict[str, Any]) -> str:
             for name, p in r.get("pairs", {}).items() if p["missing"] + p["extra"] + p["different"]) or "-"
         lines.append(f"{r['table']:<16} {r['status']:<8} {rows.get('source', '-'):>10} {rows.get('replica', '-'):>10} "
                      f"{rows.get('raw', '-'):>10}  {detail}")
+        for m in r.get("staging", []):
+            found = "; ".join(f"{m[k]} {k} (e.g. {m['examples'][k][:5]})" for k in ("missing", "extra") if m[k])
+            lines.append(f"  {m['relation']:<30} {m['status']:<8} keys vs raw: "
+                         f"{found or m.get('error') or ('-' if m['status'] == 'ok' else m['status'])}")
     cov = report["coverage"]
     lines.append(f"tables with a primary incremental column that have a recorded watermark: "
                  f"{cov['with_watermark']} of {cov['with_primary_column']}")
+    if report.get("staging_error"):
+        lines.append(f"staging models not checked: {report['staging_error']}")
     lines.append(f"rows that differ: {report['differing_rows']}")
     return "\n".join(lines)
 
@@ -287,12 +371,18 @@ class Reconciliation:
         """Under the load lock, in one transaction with its run-history row."""
         gone = self._keys_gone(self.replica_side, self.raw_side)
         self.conns.raw.autocommit = False
+        store = tracking.store(self.settings, "analytics")
+        # The run's history id, taken before the delete: the keys are recorded under it, so the transform
+        # (whose window of ids reaches it) deletes them from the models built on the table too.
+        history_id = store.next_history_id(self.conns.raw)
         self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
-        tracking.store(self.settings, "analytics").write_history(self.conns.raw, self._history("raw"))
+        store.record_deletes(self.conns.raw, self.config.name, str(self.key), gone, load_id=history_id,
+                             source="reconcile")
+        store.write_history(self.conns.raw, self._history("raw", history_id))
         self.conns.raw.commit()
 
-    def _history(self, side: str) -> tracking.History:
+    def _history(self, side: str, history_id: int | None = None) -> tracking.History:
         deleted = self.deleted[side]
         return tracking.History(run_id=self.run_id, phase="reconcile", table=self.config.name,
                                 started_at=self.started, status="success", strategy="keys", rows_written=deleted,
-                                notes=f"{deleted} rows deleted (keys gone upstream)")
+                                notes=f"{deleted} rows deleted (keys gone upstream)", id=history_id)

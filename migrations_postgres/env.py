@@ -80,6 +80,16 @@ def tracking_metadata(schema: str) -> sa.MetaData:
         sa.Column("last_value", sa.String(255)),
         sa.Column("_updated_at", sa.DateTime, server_default=NOW),
     )
+    sa.Table(  # 0006: keys deleted from raw, for the models built on the table
+        "etl_deleted_keys", metadata,
+        sa.Column("table_name", sa.String(255), primary_key=True),
+        sa.Column("load_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("key_value", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("key_column", sa.String(255), nullable=False),
+        sa.Column("source", sa.String(20), nullable=False),
+        sa.Column("deleted_at", sa.DateTime, nullable=False, server_default=NOW),
+        sa.Index(None, "table_name", "key_value"),
+    )
     return metadata
 
 

@@ -193,6 +193,21 @@ def verify_sides() -> dict[str, Any]:
     return out
 
 
+def staging_keys() -> dict[str, Any]:
+    """verify's key comparison of a staging model with raw: raw's and the model's columns, the last run the
+    transform took, then one row per kind of difference."""
+    from etl import verify
+    from etl.phases.transform import KeyedModel
+
+    model = KeyedModel(name="stg_patient", schema="staging", relation="stg_patient", table="patient",
+                       raw_key="PatNum", model_key="pat_num", applies_deletes=True)
+    conn = FakeConn([[("PatNum", "bigint")], [("pat_num", "bigint")],
+                     [("success", None, "DateTStamp", 10, 15)],
+                     [("missing", 0, []), ("extra", 2, [7, 9])]])
+    store = tracking.store(SETTINGS, "analytics")
+    return {"result": verify._verify_model(conn, postgres, store, "raw", model), "conn": conn}
+
+
 _COLUMNS = [  # information_schema.COLUMNS rows of discover_columns (TABLE_NAME first)
     ("patient", "PatNum", "bigint", "bigint(20)", "NO", None, "auto_increment", None, None, 19, 0, None),
     ("patient", "LName", "varchar", "varchar(100)", "YES", "''", "", "utf8mb4", "utf8mb4_general_ci", None, None, 100),
@@ -226,6 +241,6 @@ def discover_source() -> dict[str, Any]:
 #: Every driver, for test_templates.
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
     reflection, json_reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
-    transform_window, verify_sides, discover_source,
+    transform_window, verify_sides, staging_keys, discover_source,
 )
 

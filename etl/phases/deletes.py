@@ -8,7 +8,9 @@ that no longer exist upstream: the copy phase reads the source's log and deletes
 load phase reads the replica's copy of the log (configure `deletedobject` itself in tables.yml, `etl run`
 copies it before the other tables) and deletes from raw. Tables whose deletions are not logged there use
 ``delete_detection: reconcile`` (the chunked key comparison) instead. The executor runs the step
-(etl/executor.py ``delete_feed``), inside the transaction of the phase's data and tracking.
+(etl/executor.py ``delete_feed``), inside the transaction of the phase's data and tracking; in raw, the
+keys it deletes are recorded (raw.etl_deleted_keys, under the load's id) for the dbt models built on the
+table, which delete them too (etl_apply_deletes).
 """
 
 from __future__ import annotations
@@ -41,4 +43,5 @@ def feed_step(config: TableConfig, key: Ident, *, phase: str, read_on: str, log_
         existing=mysql.render("existing_keys", database=database, table=table, key=key),
         delete=write.render("reconcile_delete", table=table, key=key, **write_scope),
         batch=BATCH, read_keys=mysql.key_list, write_keys=write.key_list,
+        key_column=str(key), record=store.deletes_statement(),
     )

@@ -3,17 +3,20 @@
 One run, for the selected tables:
 
 1. Read each table's window of loads when the run starts: ``after`` = the last load transformed
-   (etl_transform_status.last_load_id), ``through`` = the last load committed (the largest run-history id
-   of a load of the table). Loads of a table never overlap and take increasing ids, so every row with a
-   marker up to ``through`` has committed, and a row loaded later gets a larger one.
+   (etl_transform_status.last_load_id), ``through`` = the last run committed that changed the table (the
+   largest run-history id of a load of the table, or of a run that deleted keys from it: reconcile and the
+   deletedobject feed record those in raw.etl_deleted_keys). Loads and deletes of a table never overlap
+   (both hold its load lock) and take increasing ids, so every row with a marker up to ``through`` has
+   committed, and a row loaded later gets a larger one.
 2. Parse the dbt project (the shipped ``dbt/``, or ETL_DBT_PROJECT_DIR) and find the models that read
    each table's source in the raw schema.
-3. Select the models of the tables with rows in their window (``--full``: every model of the tables,
+3. Select the models of the tables with rows or deleted keys in their window (``--full``: every model of the tables,
    ``--full-refresh``) together with their descendants, and run ``dbt build`` through dbt's Python
    runner, the windows passed as the var ``etl_load_windows`` (and the watermark rules as
    ``etl_watermark_floor``, etl/watermark.py). Each model reads its window through
    ``etl_incremental_filter`` and records it with the post-hook ``etl_record_transform``, inside the
-   model's own transaction.
+   model's own transaction; the post-hook ``etl_apply_deletes`` deletes from the model the keys deleted
+   from raw in the window.
 4. From dbt's results: a table whose model, a descendant or one of their tests failed is ``failed`` and
    gets its start-of-run window back (the next run takes the same loads again); a table with nothing to
    do is ``skipped``; the others stay as the post-hook wrote them (``success``). One run-history row per
@@ -29,6 +32,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -64,7 +68,7 @@ class TableWindow:
     stored_value: str | None = None   # last_primary_value at the start
     stored_column: str | None = None  # primary_column_name at the start
     loaded: bool = False              # raw.<table> exists and a load committed
-    pending: bool = False             # rows in (after, through]
+    pending: bool = False             # rows loaded or keys deleted in (after, through]
     models: list[str] = field(default_factory=list)
     status: str = "skipped"
     reason: str | None = None
@@ -221,23 +225,25 @@ def _read_window(conn, store: tracking.Store, target, raw_schema: str, table_con
     w.through, w.after, w.stored_value, w.stored_column = through, after, value, column
     w.loaded = through is not None and bool(target.reflect_columns(conn, raw_schema, w.table))
     if w.loaded:
-        params = {"through": through} | ({"after": after} if after is not None else {})
+        params = {"through": through, "table_name": w.table} | ({"after": after} if after is not None else {})
         statement = target.render("transform_pending", schema=Ident(raw_schema), table=Ident(w.table),
                                   has_after=after is not None)
         w.pending = bool(fetch_one(conn, statement, params)[0])
     return w
 
 
-def _parse(settings: Settings, project_dir: Path) -> tuple[Any, str | None]:
+def _parse(settings: Settings, project_dir: Path, *, quiet: bool = False) -> tuple[Any, str | None]:
     """The project's manifest (without the windows, so dbt's partial parsing is kept between runs).
-    A project with packages.yml whose packages are not installed yet gets `dbt deps` first."""
+    A project with packages.yml whose packages are not installed yet gets `dbt deps` first. quiet: dbt
+    prints errors only (`etl verify --json` keeps stdout for its report)."""
+    flags = ["--quiet"] if quiet else []
     wants_packages = any((project_dir / name).is_file() for name in ("packages.yml", "dependencies.yml"))
     if wants_packages and not (project_dir / "dbt_packages").is_dir():
-        deps = invoke_dbt(settings, ["deps"], project_dir=project_dir)
+        deps = invoke_dbt(settings, [*flags, "deps"], project_dir=project_dir)
         if not deps.success:
             reason = first_line(deps.exception, lines=3) if deps.exception else "see dbt's output above"
             return None, f"dbt deps failed for {project_dir}: {reason}"
-    result = invoke_dbt(settings, ["parse"], project_dir=project_dir)
+    result = invoke_dbt(settings, [*flags, "parse"], project_dir=project_dir)
     if result.success and result.result is not None:
         return result.result, None
     reason = first_line(result.exception, lines=3) if result.exception else "dbt parse failed (see dbt's output above)"
@@ -255,6 +261,57 @@ def _models_by_table(manifest, raw_schema: str, configured: set[str]) -> dict[st
             if source is not None and source.schema == raw_schema and source.identifier in configured:
                 readers.setdefault(source.identifier, set()).add(node.name)
     return readers
+
+
+@dataclass(frozen=True)
+class KeyedModel:
+    """A model that mirrors the keys of one raw table: where it is, and which column holds raw's key."""
+
+    name: str
+    schema: str
+    relation: str
+    table: str
+    raw_key: str
+    model_key: str
+    applies_deletes: bool
+
+
+#: The post-hook a model applies its table's deletes with, and the key mapping it names.
+_APPLY_DELETES = re.compile(r"etl_apply_deletes\(\s*['\"](\w+)['\"]\s*,\s*\{\s*['\"](\w+)['\"]\s*:\s*['\"](\w+)['\"]\s*\}")
+
+
+def keyed_models(manifest, raw_schema: str, tables: dict[str, Sequence[str]]) -> dict[str, list[KeyedModel]]:
+    """table -> the models whose rows are the table's rows by key (`tables`: table -> its primary key):
+    a model that applies the table's deletes (its etl_apply_deletes hook names the key columns), or a
+    model that reads only that table's source and whose unique_key is the table's single key column (its
+    raw name or the staging macro's snake_case one). `etl verify` compares their keys with raw's."""
+    from etl.dbt_sources import snake_case
+
+    readers = _models_by_table(manifest, raw_schema, set(tables))
+    found: dict[str, list[KeyedModel]] = {}
+    for node in manifest.nodes.values():
+        if node.resource_type != "model" or node.config.materialized == "ephemeral":
+            continue
+        read = {t for t, names in readers.items() if node.name in names}
+        hooks = " ".join(getattr(h, "sql", "") or "" for h in node.config.post_hook or ())
+        mapping = {m.group(1): (m.group(2), m.group(3)) for m in _APPLY_DELETES.finditer(hooks)}
+        for table in sorted(read):
+            key = tables[table]
+            if table in mapping:
+                raw_key, model_key = mapping[table]
+            elif len(read) == 1 and len(key) == 1 and node.config.get("unique_key") in (key[0], snake_case(key[0])):
+                raw_key, model_key = key[0], node.config.get("unique_key")
+            else:
+                continue
+            found.setdefault(table, []).append(KeyedModel(
+                name=node.name, schema=node.schema, relation=node.alias or node.name, table=table,
+                raw_key=raw_key, model_key=model_key, applies_deletes=table in mapping))
+    return found
+
+
+def parsed_project(settings: Settings) -> tuple[Any, str | None]:
+    """The manifest of the project `etl transform` runs, or None and why; dbt prints errors only."""
+    return _parse(settings, dbt_project_dir(), quiet=True)
 
 
 def _ancestor_tables(manifest, raw_schema: str) -> dict[str, set[str]]:

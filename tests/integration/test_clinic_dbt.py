@@ -58,6 +58,16 @@ def ok(result) -> str:
     return result.stdout
 
 
+def source_keys(settings, table: str, key: str) -> list[int]:
+    conn = mysql_conn(settings.source_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT `{key}` FROM `{table}` ORDER BY 1")
+            return [k for (k,) in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 def source_columns(project, table: str) -> list[str]:
     document = yaml.safe_load((project / SOURCES_RELATIVE).read_text(encoding="utf-8"))
     tables = {t["name"]: t for s in document["sources"] if s["name"] == "opendental" for t in s["tables"]}
@@ -89,6 +99,25 @@ def test_sources_follow_the_live_columns_and_generated_models_build(settings, pr
         assert count == raw(settings, f"SELECT count(*), count(*) FROM raw.{table}")[0], table
     statuses = dict(raw(settings, "SELECT table_name, transformation_status FROM raw.etl_transform_status"))
     assert statuses == {t: "success" for t in tables}
+
+    # rows deleted at the source leave the generated models too, whichever delete detection discover chose
+    config = load_config(settings.tables_path)
+    detection = {t: (config.tables[t].delete_detection, config.tables[t].extraction_strategy) for t in tables}
+    for table in ("zipcode", "insbluebook"):
+        key = clinic_tables()[table].primary_key[0]
+        assert len(source_keys(settings, table, key)) > 3, table
+        source_sql(settings, f"DELETE FROM {table} ORDER BY {key} LIMIT 2")
+    ok(etl(settings, "run"))
+    for table in ("zipcode", "insbluebook"):
+        key = clinic_tables()[table].primary_key[0]
+        expected = source_keys(settings, table, key)
+        assert [k for (k,) in raw(settings, f'SELECT "{key}" FROM raw.{table} ORDER BY 1')] == expected, detection
+        assert [k for (k,) in raw(settings, f"SELECT {snake_case(key)} FROM staging.stg_{table} ORDER BY 1")] == \
+            expected, detection
+    report = verify(settings, config)
+    assert report["ok"], report
+    checked = {m["relation"] for r in report["tables"] for m in r["staging"] if m["status"] == "ok"}
+    assert {"staging.stg_zipcode", "staging.stg_insbluebook"} <= checked
 
     # a column added at the source: dbt-sources --check notices, dbt-sources lists it, the next run carries it
     source_sql(settings, "ALTER TABLE zipcode ADD COLUMN Latitude double NOT NULL DEFAULT 45.5",

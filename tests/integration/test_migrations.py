@@ -24,7 +24,7 @@ from tests.conftest import mysql_conn, pg_conn
 pytestmark = pytest.mark.integration
 
 HEAD = "0004_widen_rows"           # the replica (MySQL) lineage
-PG_HEAD = "0005_transform_load_id"  # the analytics (PostgreSQL) lineage
+PG_HEAD = "0006_deleted_keys"  # the analytics (PostgreSQL) lineage
 NEVER = dt.datetime(1969, 1, 1)
 STRICT = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO"
 
@@ -84,6 +84,10 @@ PG_TABLES = {
         "table_name": ("varchar(255)", False), "column_name": ("varchar(255)", False),
         "last_value": ("varchar(255)", True), "_updated_at": (TS, True),
     },
+    "etl_deleted_keys": {
+        "table_name": ("varchar(255)", False), "load_id": ("bigint", False), "key_value": ("bigint", False),
+        "key_column": ("varchar(255)", False), "source": ("varchar(20)", False), "deleted_at": (TS, False),
+    },
 }
 PG_INDEXES = {
     **{t: {f"{t}_pkey", f"uq_{t}_table_name", f"ix_{t}_table_name", f"ix_{t}_{last}", f"ix_{t}_last_primary_value"}
@@ -91,6 +95,7 @@ PG_INDEXES = {
     "etl_run_history": {"etl_run_history_pkey", "ix_etl_run_history_table_name_phase_started_at",
                         "ix_etl_run_history_run_id"},
     "etl_load_column_status": {"etl_load_column_status_pkey"},
+    "etl_deleted_keys": {"etl_deleted_keys_pkey", "ix_etl_deleted_keys_table_name_key_value"},
 }
 
 

@@ -112,7 +112,7 @@ def test_transform_reads_the_window_of_loads_and_whether_rows_are_pending() -> N
     found = cs.transform_window()
     window = found["window"]
     assert (window.through, window.after, window.loaded, window.pending) == (15, 12, True, True)
-    assert found["conn"].executed[-1][1] == {"through": 15, "after": 12}
+    assert found["conn"].executed[-1][1] == {"through": 15, "after": 12, "table_name": "patient"}
     never = found["never"]
     assert (never.loaded, never.pending) == (False, False)
 
@@ -128,6 +128,16 @@ def test_verify_buckets_and_reconcile_deletes_in_batches(name: str) -> None:
     assert isinstance(deletes[0], tuple if name == "replica" else list)  # IN :keys vs = ANY(:keys)
     assert found["deleted"] == 3 * 2
 
+
+
+def test_verify_compares_a_staging_models_keys_up_to_the_last_run_it_took() -> None:
+    found = cs.staging_keys()
+    result = found["result"]
+    assert (result["status"], result["missing"], result["extra"], result["through"]) == ("drift", 0, 2, 15)
+    assert result["examples"] == {"missing": [], "extra": [7, 9]}
+    sql, params = found["conn"].executed[-1]
+    assert params == {"through": 15, "table_name": "patient", "examples": 10}
+    assert '"staging"."stg_patient"' in sql and '"raw"."patient"' in sql and "etl_deleted_keys" in sql
 
 
 def test_discover_reads_the_schema_in_four_queries_then_the_opendental_version() -> None:

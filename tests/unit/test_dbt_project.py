@@ -77,7 +77,7 @@ def test_sources_list_every_configured_table_with_its_real_columns() -> None:
     assert sources["opendental"]["loaded_at_field"].startswith("_etl_loaded_at")
     assert sources["opendental"]["freshness"]["error_after"] == {"count": 72, "period": "hour"}
     assert set(t["name"] for t in sources["etl"]["tables"]) == {
-        "etl_load_status", "etl_transform_status", "etl_run_history", "etl_load_column_status"}
+        "etl_load_status", "etl_transform_status", "etl_run_history", "etl_load_column_status", "etl_deleted_keys"}
 
 
 def test_every_demo_table_has_a_staging_model_with_key_tests() -> None:

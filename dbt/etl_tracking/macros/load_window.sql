@@ -1,6 +1,7 @@
 {#- The window of loads a model takes from raw.<table>, as {"after": id or none, "through": id or none}:
     - after:   the last load the transform has taken (raw.etl_transform_status.last_load_id); none = never
-    - through: the last load committed (the largest run-history id of a load of the table); none = never
+    - through: the last run committed that changed raw.<table>: the largest run-history id of a load of
+               the table, or of a run that deleted keys from it (raw.etl_deleted_keys); none = never
     Rows with after < _etl_load_id <= through are exactly the rows loaded since the last transform: the
     load marker is a run-history id, strictly increasing from one load of a table to the next, and every
     load of the table up to `through` has committed.
@@ -27,8 +28,11 @@
     select
       (select last_load_id from {{ etl.tracking_relation('etl_transform_status') }}
         where table_name = {{ etl.name_literal(table) }}) as after_id,
-      (select max(id) from {{ etl.tracking_relation('etl_run_history') }}
-        where phase = 'load' and table_name = {{ etl.name_literal(table) }}) as through_id
+      greatest(
+        (select max(id) from {{ etl.tracking_relation('etl_run_history') }}
+          where phase = 'load' and table_name = {{ etl.name_literal(table) }}),
+        (select max(load_id) from {{ etl.tracking_relation('etl_deleted_keys') }}
+          where table_name = {{ etl.name_literal(table) }})) as through_id
   {%- endset -%}
   {%- set row = run_query(query).rows[0] -%}
   {{- return({'after': row[0], 'through': row[1]}) -}}

@@ -35,7 +35,8 @@
                                  identifier=etl.checked_name(source_table, 'source_table'), type='table')) -}}
 {%- endmacro %}
 
-{#- raw.etl_transform_status, raw.etl_run_history, raw.etl_load_status (owned by the ETL's migrations). -#}
+{#- raw.etl_transform_status, raw.etl_run_history, raw.etl_load_status, raw.etl_deleted_keys (owned by the
+    ETL's migrations). -#}
 {% macro default__etl_tracking_relation(name) -%}
   {%- set etl = adapter.dispatch('etl_helpers', 'etl_tracking')() -%}
   {{- return(api.Relation.create(database=target.database, schema=etl.raw_schema(), identifier=name, type='table')) -}}

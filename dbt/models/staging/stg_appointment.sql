@@ -1,7 +1,8 @@
 {{ config(
     unique_key='apt_num',
     indexes=[{'columns': ['apt_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('appointment') }}"],
+    post_hook=["{{ etl_record_transform('appointment') }}",
+               "{{ etl_apply_deletes('appointment', {'AptNum': 'apt_num'}) }}"],
 ) }}
 
 select

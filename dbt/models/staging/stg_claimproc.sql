@@ -1,7 +1,8 @@
 {{ config(
     unique_key='claim_proc_num',
     indexes=[{'columns': ['claim_proc_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('claimproc') }}"],
+    post_hook=["{{ etl_record_transform('claimproc') }}",
+               "{{ etl_apply_deletes('claimproc', {'ClaimProcNum': 'claim_proc_num'}) }}"],
 ) }}
 
 select

@@ -1,7 +1,8 @@
 {{ config(
     unique_key='commlog_num',
     indexes=[{'columns': ['commlog_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('commlog') }}"],
+    post_hook=["{{ etl_record_transform('commlog') }}",
+               "{{ etl_apply_deletes('commlog', {'CommlogNum': 'commlog_num'}) }}"],
 ) }}
 
 select

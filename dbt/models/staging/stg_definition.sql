@@ -3,6 +3,7 @@
     unique_key='def_num',
     indexes=[{'columns': ['def_num'], 'unique': True}],
     post_hook=["{{ etl_record_transform('definition') }}",
+               "{{ etl_apply_deletes('definition', {'DefNum': 'def_num'}) }}",
                "{{ etl_delete_missing('definition', {'DefNum': 'def_num'}) }}"],
 ) }}
 

@@ -1,7 +1,8 @@
 {{ config(
     unique_key='pat_num',
     indexes=[{'columns': ['pat_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('patient') }}"],
+    post_hook=["{{ etl_record_transform('patient') }}",
+               "{{ etl_apply_deletes('patient', {'PatNum': 'pat_num'}) }}"],
 ) }}
 
 select

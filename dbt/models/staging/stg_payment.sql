@@ -1,7 +1,8 @@
 {{ config(
     unique_key='pay_num',
     indexes=[{'columns': ['pay_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('payment') }}"],
+    post_hook=["{{ etl_record_transform('payment') }}",
+               "{{ etl_apply_deletes('payment', {'PayNum': 'pay_num'}) }}"],
 ) }}
 
 select

@@ -1,7 +1,8 @@
 {{ config(
     unique_key='split_num',
     indexes=[{'columns': ['split_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('paysplit') }}"],
+    post_hook=["{{ etl_record_transform('paysplit') }}",
+               "{{ etl_apply_deletes('paysplit', {'SplitNum': 'split_num'}) }}"],
 ) }}
 
 select

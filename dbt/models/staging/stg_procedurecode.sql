@@ -1,7 +1,8 @@
 {{ config(
     unique_key='code_num',
     indexes=[{'columns': ['code_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('procedurecode') }}"],
+    post_hook=["{{ etl_record_transform('procedurecode') }}",
+               "{{ etl_apply_deletes('procedurecode', {'CodeNum': 'code_num'}) }}"],
 ) }}
 
 select

@@ -1,7 +1,8 @@
 {{ config(
     unique_key='proc_num',
     indexes=[{'columns': ['proc_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('procedurelog') }}"],
+    post_hook=["{{ etl_record_transform('procedurelog') }}",
+               "{{ etl_apply_deletes('procedurelog', {'ProcNum': 'proc_num'}) }}"],
 ) }}
 
 select

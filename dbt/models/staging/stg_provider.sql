@@ -3,6 +3,7 @@
     unique_key='prov_num',
     indexes=[{'columns': ['prov_num'], 'unique': True}],
     post_hook=["{{ etl_record_transform('provider') }}",
+               "{{ etl_apply_deletes('provider', {'ProvNum': 'prov_num'}) }}",
                "{{ etl_delete_missing('provider', {'ProvNum': 'prov_num'}) }}"],
 ) }}
 

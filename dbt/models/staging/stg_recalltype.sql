@@ -3,6 +3,7 @@
     unique_key='recall_type_num',
     indexes=[{'columns': ['recall_type_num'], 'unique': True}],
     post_hook=["{{ etl_record_transform('recalltype') }}",
+               "{{ etl_apply_deletes('recalltype', {'RecallTypeNum': 'recall_type_num'}) }}",
                "{{ etl_delete_missing('recalltype', {'RecallTypeNum': 'recall_type_num'}) }}"],
 ) }}
 

@@ -1,7 +1,8 @@
 {{ config(
     unique_key='security_log_num',
     indexes=[{'columns': ['security_log_num'], 'unique': True}],
-    post_hook=["{{ etl_record_transform('securitylog') }}"],
+    post_hook=["{{ etl_record_transform('securitylog') }}",
+               "{{ etl_apply_deletes('securitylog', {'SecurityLogNum': 'security_log_num'}) }}"],
 ) }}
 
 select

@@ -50,6 +50,8 @@
 -- = statements.sql mysql/existing_keys.1
 -- postgres/reconcile_delete (delete)  (binds: :keys)
 -- = statements.sql postgres/reconcile_delete.1
+-- postgres/deleted_keys_insert (deleted keys)  (binds: :key_column, :keys, :load_id, :source, :table_name)
+-- = shared/postgres/deleted_keys_insert.sql
 -- postgres/load_column_status_upsert (feed watermark)  (binds: :column_name, :last_value, :table_name)
 -- = shared/postgres/load_column_status_upsert.sql
 

@@ -42,12 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("migrate", help="create the replica and analytics databases if missing; upgrade both tracking schemas")
-    demo = sub.add_parser("demo-data", help="(re)create the demo source database with seeded OpenDental-like data")
+    demo = sub.add_parser("demo-data", help="(re)create the demo source database (ETL_SOURCE_URL) with seeded "
+                                            "OpenDental-like data; refuses a database it did not create")
     demo.add_argument("--scale", type=float, default=0.05, help="fraction of a real clinic's row counts (default 0.05)")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--clinic", action="store_true",
                       help="every table of the fact sheet (93 tables, 18.8M rows at --scale 1.0), not just the 12 demo tables")
     demo.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="tables filled at once (default 2)")
+    demo.add_argument("--force", action="store_true",
+                      help="drop and rebuild the database even though etl demo-data did not create it")
     sub.add_parser("init-tracking", help="create missing tracking rows (status pending) for every configured table")
     status = sub.add_parser("status", help="per table and phase: status, watermark, rows, last run")
     status.add_argument("--json", action="store_true")
@@ -155,13 +158,16 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "demo-data":
         from etl.demo import build_demo_source
+        from etl.settings import mask_url
         import time
         started = time.monotonic()
+        where = f"database {settings.source_url.database!r} on {mask_url(settings.source_url.set(database=None))}"
+        print(f"building the demo source: {where}")
         counts = build_demo_source(settings.source_url, scale=args.scale, seed=args.seed, clinic=args.clinic,
-                                   jobs=args.jobs)
+                                   jobs=args.jobs, force=args.force)
         for table, rows in counts.items():
             print(f"{table:<16} {rows:>10,} rows")
-        print(f"{len(counts)} tables, {sum(counts.values()):,} rows in {time.monotonic() - started:.1f} s")
+        print(f"{where}: {len(counts)} tables, {sum(counts.values()):,} rows in {time.monotonic() - started:.1f} s")
         return 0
     if args.command == "discover":
         from etl.discover import run as discover

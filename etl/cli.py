@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    if args.command in ("copy", "load", "transform", "run", "reconcile"):
+        from etl import stop
+        stop.install()  # SIGTERM/SIGINT: stop at the next safe point (etl/stop.py)
     try:
         return _dispatch(args)
     except EtlError as exc:
@@ -114,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        from etl import stop
+        if stop.requested():
+            print(stop.report_line(), file=sys.stderr)
+            return stop.exit_code()
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last line of defence: one line, no secrets, traceback only on request
@@ -251,6 +258,15 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
                              jobs=args.jobs if args.jobs is not None else DEFAULT_JOBS,
                              reconcile_after_load=not getattr(args, "no_reconcile", False))
         failed = [r for r in results if not r.ok]
+        from etl import stop
+        if stop.requested():  # one line: what stopped it and which table runs it cut short
+            cut = sorted({f"{r.phase} {r.table}" for r in results if not r.ok and r.error
+                          and ("interrupted" in r.error or "not retried" in r.error)})
+            print(f"{stop.report_line()}; {len(results) - len(failed)} table runs succeeded, "
+                  f"{len(cut)} interrupted ({', '.join(cut) or 'none'}), "
+                  f"{sum(1 for r in failed if r.error and r.error.startswith('not started'))} not started",
+                  file=sys.stderr)
+            return stop.exit_code()
         if args.json:  # what a scheduler keeps of the run (etl.airflow: the task's return value)
             print(json.dumps([dataclasses.asdict(r) for r in results]))
         out = sys.stderr if args.json else sys.stdout

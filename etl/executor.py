@@ -13,7 +13,7 @@ import itertools
 import logging
 from typing import Any, Iterator, Mapping
 
-from etl import progress, tracking, watermark
+from etl import progress, stop, tracking, watermark
 from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
 from etl.db import execute, fetch_all, fetch_one
 from etl.faults import crash_point, drop_point
@@ -34,6 +34,9 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
     log.info("%s", plan.describe())
     try:
         run(recipe, conns, outcome, values={LOAD_ID.name: outcome.history_id})
+    except stop.Interrupted as exc:  # a signal: rolled back and recorded as such, not as a fault
+        store.write_failure(conns[tracked_on], outcome, str(exc), status="interrupted")
+        raise
     except Exception as exc:
         store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
         raise
@@ -180,6 +183,7 @@ class Executor:
                 bar.advance(block.rows)
                 yield block.data
                 yield b"\n"  # the last line's end (not joined to the block: no copy of megabytes)
+                stop.check(f"{self.plan.phase} {self.plan.table}")  # the COPY is abandoned, its transaction rolled back
                 if sink.fault:
                     crash_point(sink.fault)
 
@@ -201,6 +205,7 @@ class Executor:
                 bar.advance(chunk.rows)
                 for inner in rest:
                     self.step(inner, chunk, read_conn, extra)
+                stop.check(f"{self.plan.phase} {self.plan.table}")  # a safe point: the block is done
 
     # ------------------------------------------------------------ the deletedobject feed
 

@@ -98,16 +98,17 @@ class Store:
             history=self.statement("run_history_insert") if final else None,
         )
 
-    def write_failure(self, conn: Any, outcome: "Outcome", error: str) -> None:
-        """In its own transaction: status failed, watermark kept, the error in the run history."""
+    def write_failure(self, conn: Any, outcome: "Outcome", error: str, *, status: str = "failed") -> None:
+        """In its own transaction: status failed (or interrupted: a signal stopped it), watermark kept, the
+        error in the run history."""
         plan, phase = outcome.plan, outcome.plan.phase
         conn.rollback()
         with conn.cursor() as cur:
             execute(cur, self.statement(f"{phase}_status_mark"), {
                 "table_name": plan.table, "primary_column_name": plan.primary.column if plan.primary else None,
-                _STATUS_COLUMN[phase]: "failed",
+                _STATUS_COLUMN[phase]: status,
             })
-        self.write_history(conn, outcome.history(status="failed", error=error))
+        self.write_history(conn, outcome.history(status=status, error=error))
         conn.commit()
 
     def feed_statements(self, phase: str) -> tuple[Statement, Statement]:

@@ -52,8 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true",
                       help="drop and rebuild the database even though etl demo-data did not create it")
     sub.add_parser("init-tracking", help="create missing tracking rows (status pending) for every configured table")
-    status = sub.add_parser("status", help="per table and phase: status, watermark, rows, last run")
+    status = sub.add_parser("status", help="per table and phase: status, watermark, rows changed in the last run "
+                                           "and in all, last success and last failure")
     status.add_argument("--json", action="store_true")
+    hist = sub.add_parser("history", help="the run history of every phase, newest first: strategy, window, rows, "
+                                          "duration, status, error")
+    hist.add_argument("table", nargs="?", metavar="TABLE", help="only this table")
+    hist.add_argument("--phase", choices=("copy", "load", "transform", "reconcile"))
+    hist.add_argument("--since", metavar="WHEN", help="an age (30m, 12h, 2d, 1w) or a UTC date or date and time")
+    hist.add_argument("--limit", type=int, default=100, metavar="N", help="at most N runs (default 100)")
+    hist.add_argument("--json", action="store_true")
     sub.add_parser("check-config", help="validate tables.yml against the live source schema")
     discover = sub.add_parser("discover", help="write (or merge into) tables.yml every base table of the live source, "
                                                "by explicit rules")
@@ -182,6 +190,11 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("etl discover: --full-table-rows must be a whole number >= 0")
         return discover(settings, check=args.check, output=args.output, show_diff=not args.no_diff,
                         full_table_max_rows=args.full_table_rows)
+    if args.command == "history":  # reads the tracking only: works with any tables.yml, or none
+        from etl.status import format_history, history
+        rows = history(settings, table=args.table, phase=args.phase, since=args.since, limit=args.limit)
+        print(json.dumps(rows, indent=2, default=str) if args.json else format_history(rows))
+        return 0
     if args.command == "dbt":
         from etl.phases.transform import dbt_command
         return dbt_command(settings, args.dbt_args)

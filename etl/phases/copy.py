@@ -304,6 +304,20 @@ def _connect(settings: Settings) -> tuple[Any, Any]:
     return source, replica
 
 
+def _record_unplanned(store: tracking.Store, conn: Any, config: TableConfig, run_id: str, started: Any,
+                     exc: Exception) -> None:
+    """The failure of a run that never got its plan, in the tracking (best effort: the tracking database
+    may be what failed)."""
+    from etl.errors import EtlError, mask_secrets
+
+    message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+    try:
+        store.write_unplanned_failure(conn, "copy" if store.side == "replica" else "load", config, run_id,
+                                      started, message)
+    except Exception:
+        log.warning("%s: the failure could not be recorded in the tracking tables", config.name, exc_info=True)
+
+
 def _drop_shadow(replica: Any, planned: Recipe) -> None:
     """A failed or interrupted full refresh leaves no half-filled shadow table behind (best effort: the
     connection may be the thing that failed; the next refresh drops it before filling it anyway)."""
@@ -333,7 +347,12 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
     source, replica = _connect(settings)
     try:
         mysql.run(replica, "read_committed")
-        planned = prepare(settings, source, replica, config, full=full, strategy=strategy)
+        started = tracking.utc_now()
+        try:
+            planned = prepare(settings, source, replica, config, full=full, strategy=strategy)
+        except Exception as exc:  # before any data moves: recorded all the same
+            _record_unplanned(tracking.for_phase(settings, "copy"), replica, config, run_id, started, exc)
+            raise
         try:
             return executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
                                       store=tracking.for_phase(settings, "copy"), tracked_on="replica")

@@ -34,9 +34,21 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout without one)."""
+    from importlib import metadata
+
+    from etl import __version__
+    try:
+        return metadata.version("opendental-etl")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description="Incremental, tracked ETL for OpenDental.")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--clinic", metavar="NAME",
                         help="run for one clinic of clinics.yml (ETL_CLINICS): its databases, raw schema, tables.yml")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -42,9 +42,10 @@ from etl.db import execute
 from etl.dialects.mysql import connect as mysql_connect
 from etl.errors import ConfigError, EtlError, PhaseError, RenderError
 from etl.render import Ident, Statement, render
+from etl.resources import package_file
 from etl.settings import mask_url
 
-DEMO_TABLES_PATH = Path(__file__).with_name("demo_tables.yml")
+DEMO_TABLES_PATH = package_file("demo_tables.yml")
 
 #: The comment `etl demo-data` gives the databases it creates (sql_templates/mysql/demo/create_database);
 #: only a database carrying it is ever dropped without --force.

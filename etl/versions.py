@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from etl import PROJECT_ROOT
+from etl.resources import DATA_ROOT
 from etl.db import fetch_one
 from etl.dialects import for_url, mysql
 from etl.render import Ident
 from etl.settings import Settings
 
 #: side of the pipeline -> folder of its lineage (alembic.ini's script_location)
-LINEAGES = {"replica": PROJECT_ROOT / "migrations_mysql", "analytics": PROJECT_ROOT / "migrations_postgres"}
+LINEAGES = {"replica": DATA_ROOT / "migrations_mysql", "analytics": DATA_ROOT / "migrations_postgres"}
 _REVISION = re.compile(r"""^revision\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 _DOWN = re.compile(r"""^down_revision\s*=\s*(?:["']([^"']+)["']|None)""", re.MULTILINE)
 

@@ -36,17 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from etl import PROJECT_ROOT, tracking, watermark
+from etl import tracking, watermark
 from etl.config import EtlConfig
 from etl.db import fetch_one
 from etl.dialects import for_url
 from etl.errors import ConfigError, PhaseError, first_line
 from etl.render import Ident
+from etl.resources import DATA_ROOT
 from etl.settings import Settings, read_dotenv
 
 log = logging.getLogger("etl.transform")
 
-SHIPPED_PROJECT_DIR = PROJECT_ROOT / "dbt"
+SHIPPED_PROJECT_DIR = DATA_ROOT / "dbt"
 #: One lock for the phase (etl:transform:dbt): descendants of one table's models read other tables too.
 LOCK_NAME = "dbt"
 #: dbt result statuses that fail a table (models: error; tests: fail, error).
@@ -143,8 +144,22 @@ def invoke_dbt(settings: Settings, args: Sequence[str], *, project_dir: Path | N
         args += dbt_profiles_args(project_dir)
     if not sys.stdout.isatty() and "--use-colors" not in args:
         args.append("--no-use-colors")
-    with _environment(dbt_environment(settings)):
+    environment = dbt_environment(settings)
+    environment.update(_work_paths(project_dir))
+    with _environment(environment):
         return _runner(manifest).invoke(args)
+
+
+def _work_paths(project_dir: Path) -> dict[str, str]:
+    """The shipped project of an installed package lives in site-packages: dbt's target/ and logs/ go to
+    the user's cache instead (unless DBT_TARGET_PATH / DBT_LOG_PATH say where)."""
+    from etl.resources import INSTALLED
+
+    if not INSTALLED or project_dir != SHIPPED_PROJECT_DIR:
+        return {}
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opendental-etl" / "dbt"
+    wanted = {"DBT_TARGET_PATH": cache / "target", "DBT_LOG_PATH": cache / "logs"}
+    return {key: str(path) for key, path in wanted.items() if not os.environ.get(key)}
 
 
 # ---------------------------------------------------------------- the phase

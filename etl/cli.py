@@ -24,12 +24,39 @@ class _MaskingFormatter(logging.Formatter):
         return mask_secrets(super().format(record))
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+class _JsonFormatter(logging.Formatter):
+    """ETL_LOG_FORMAT=json: one JSON object per line for log shippers (time in UTC, level, logger, message;
+    the traceback as `exception` when there is one); secrets masked like every other line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime as dt
+
+        entry = {"time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+                 "level": record.levelname.lower(), "logger": record.name,
+                 "message": mask_secrets(record.getMessage())}
+        if record.exc_info:
+            entry["exception"] = mask_secrets(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    import os
+
+    from etl.progress import LogHandler
+    handler = LogHandler(sys.stderr)
+    log_format = os.environ.get("ETL_LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+        os.environ.setdefault("ETL_PROGRESS", "log")  # no terminal line between JSON lines
+    else:
+        handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    if quiet:  # errors and the final summary only
+        os.environ["ETL_PROGRESS"] = "0"
+    if log_format not in ("text", "json"):
+        log.warning("ETL_LOG_FORMAT=%s: expected text or json; writing text", log_format)
     # Alembic narrates every plugin and revision at INFO; `etl migrate` prints its own summary.
     logging.getLogger("alembic").setLevel(logging.INFO if verbose else logging.WARNING)
 
@@ -49,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description="Incremental, tracked ETL for OpenDental.")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging and tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="errors and the final summary only (no progress, no per-table lines)")
     parser.add_argument("--clinic", metavar="NAME",
                         help="run for one clinic of clinics.yml (ETL_CLINICS): its databases, raw schema, tables.yml")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.quiet)
     if args.command in ("copy", "load", "transform", "run", "reconcile"):
         from etl import stop
         stop.install()  # SIGTERM/SIGINT: stop at the next safe point (etl/stop.py)
@@ -295,7 +324,11 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:  # what a scheduler keeps of the run (etl.airflow: the task's return value)
             print(json.dumps([dataclasses.asdict(r) for r in results]))
         out = sys.stderr if args.json else sys.stdout
-        print(f"{len(results) - len(failed)} table runs succeeded, {len(failed)} failed", file=out)
+        ok = [r for r in results if r.ok]
+        unchanged = sum(1 for r in ok if not r.rows_written)
+        read, written = sum(r.rows_read for r in ok), sum(r.rows_written for r in ok)
+        print(f"{len(ok)} table runs succeeded ({unchanged} changed nothing; rows read {read:,}, written "
+              f"{written:,}), {len(failed)} failed", file=out)
         for r in failed:
             print(f"  {r.phase} {r.table}: {r.error}", file=out)
         return 1 if failed else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 from typing import Any, Iterator, Mapping
 
 from etl import progress, stop, tracking, watermark
@@ -31,7 +32,7 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
     plan = recipe.plan
     outcome = tracking.Outcome(plan=plan, run_id=run_id, started_at=tracking.utc_now(), notes=list(plan.warnings))
     outcome.history_id = store.next_history_id(conns[tracked_on])
-    log.info("%s", plan.describe())
+    log.debug("%s", plan.describe())  # the plan itself: --verbose, `etl render`, and the run history
     try:
         run(recipe, conns, outcome, values={LOAD_ID.name: outcome.history_id})
     except stop.Interrupted as exc:  # a signal: rolled back and recorded as such, not as a fault
@@ -71,7 +72,9 @@ class Executor:
         if isinstance(step, Exec):
             with self.conns[step.on].cursor() as cur, _progress(step.progress):
                 execute(cur, step.statement, self._resolve(step.params, extra))
-                self._count(step.counts, max(cur.rowcount, 0))
+                changed, records = _rows_changed(cur)
+                for counter in step.counts:
+                    self._count((counter,), records if counter == "rows_read" and records is not None else changed)
         elif isinstance(step, ExecRows):
             sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
             with self.conns[step.on].cursor() as cur:
@@ -231,6 +234,27 @@ class Executor:
                 break
         tracking.save_feed(write, step.state[1], step.table, after)
         self.note(f"{deleted} rows deleted (deletedobject feed)")
+
+
+_UPSERT_INFO = re.compile(r"Records:\s*(\d+)\s+Duplicates:\s*(\d+)")
+
+
+def _rows_changed(cur: Any) -> tuple[int, int | None]:
+    """Rows a statement changed, and the rows it was given when the server says (else None).
+
+    MySQL's affected-rows count of INSERT ... ON DUPLICATE KEY UPDATE is 1 per inserted row, 2 per
+    updated row and 0 per unchanged one: 400 for a 200-row update. Its info line ("Records: R
+    Duplicates: D") counts in D the rows it updated (MySQL and MariaDB alike: an unchanged duplicate is
+    not counted), so affected - D rows changed; the other R - (affected - D) were read again and left as
+    they were."""
+    rows = max(cur.rowcount, 0)
+    message = getattr(getattr(cur, "_result", None), "message", None)
+    if message:
+        found = _UPSERT_INFO.search(message.decode(errors="replace") if isinstance(message, bytes) else str(message))
+        if found:
+            records, duplicates = int(found.group(1)), int(found.group(2))
+            return max(rows - duplicates, 0), records
+    return rows, None
 
 
 def _progress(label: str | None):

@@ -132,7 +132,7 @@ def _run(settings: Settings, side: str, verb: str, action, revision: str, notes:
     else:
         notes.append(f"{verb} {before} -> {after or 'base'}")
     line = f"{side} {url.database}: {', '.join(notes)}"
-    log.info(line)
+    log.debug(line)  # the caller prints it (etl migrate): once
     return line
 
 

@@ -196,8 +196,12 @@ def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *
                                attempts=attempt)
         result = TableResult(phase, table.name, True, summary.strategy, summary.rows_read,
                              summary.rows_written, time.monotonic() - started, attempts=attempt)
-        log.info("%s %-16s %-8s read %d, wrote %d in %.2fs", phase, table.name, result.strategy,
-                 result.rows_read, result.rows_written, result.seconds)
+        reread = max(result.rows_read - result.rows_written, 0)
+        # A run that changed nothing is one line of the summary, not one per table (--verbose shows it).
+        log.log(logging.INFO if result.rows_written or phase == "reconcile" else logging.DEBUG,
+                "%s %-16s %-8s read %d, written %d%s in %.2fs", phase, table.name, result.strategy,
+                result.rows_read, result.rows_written, f" ({reread} re-read, unchanged)" if reread else "",
+                result.seconds)
         return result
 
 

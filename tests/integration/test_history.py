@@ -64,3 +64,28 @@ def test_a_table_gone_at_the_source_is_recorded_failed_and_status_is_never_stale
     bad = etl(demo.settings, "history", "--since", "yesterday")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "error: provider" not in etl(demo.settings, "history").stdout
+
+
+def test_output_an_operator_can_live_with(demo):
+    first = etl(demo.settings, "run", "--no-reconcile")
+    assert first.returncode == 0, first.stderr
+    again = etl(demo.settings, "run", "--no-reconcile")
+    assert again.returncode == 0, again.stderr
+    lines = (again.stdout + again.stderr).strip().splitlines()
+    assert len(lines) <= 8, lines  # a no-change run: a short summary
+    assert "6 table runs succeeded (" in again.stdout
+
+    quiet = etl(demo.settings, "--quiet", "run", "--no-reconcile")
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr
+    assert quiet.stdout.strip().splitlines() == [l for l in quiet.stdout.strip().splitlines() if "succeeded" in l]
+
+    demo.source("UPDATE provider SET Abbr = CONCAT(Abbr, 'x') WHERE ProvNum <= 3")
+    logged = etl(demo.settings, "run", "--no-reconcile", "--full", ETL_LOG_FORMAT="json")
+    assert logged.returncode == 0, logged.stderr
+    records = [json.loads(line) for line in logged.stderr.strip().splitlines()]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert records[0]["time"].endswith("+00:00")
+
+    migrated = etl(demo.settings, "migrate")
+    lines = migrated.stdout.strip().splitlines() + migrated.stderr.strip().splitlines()
+    assert len(lines) == len(set(lines)) == 2, lines  # each line once

@@ -265,3 +265,33 @@ def test_block_files_are_private_and_removed_on_every_exit(tmp_path, monkeypatch
     finally:
         os.umask(old)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_upsert_counts_say_changed_not_affected() -> None:
+    """MySQL counts an updated row twice in an upsert's affected rows; its info line says how many."""
+    from types import SimpleNamespace
+
+    from etl.executor import _rows_changed
+
+    def cursor(rowcount, message):
+        return SimpleNamespace(rowcount=rowcount, _result=SimpleNamespace(message=message))
+
+    assert _rows_changed(cursor(400, b"&Records: 400  Duplicates: 200  Warnings: 0")) == (200, 400)  # 200 updated
+    assert _rows_changed(cursor(0, b"&Records: 400  Duplicates: 0  Warnings: 0")) == (0, 400)      # re-read only
+    assert _rows_changed(cursor(5, b"&Records: 7  Duplicates: 1  Warnings: 0")) == (4, 7)          # 3 new, 1 updated
+    assert _rows_changed(cursor(3, b"Records: 3  Deleted: 0  Skipped: 0  Warnings: 0")) == (3, None)  # LOAD DATA
+    assert _rows_changed(SimpleNamespace(rowcount=-1)) == (0, None)
+
+
+def test_json_log_lines_are_one_object_each_with_secrets_masked() -> None:
+    import json
+    import logging
+
+    from etl.cli import _JsonFormatter
+
+    record = logging.LogRecord("etl.runner", logging.ERROR, __file__, 1, "cannot reach %s",
+                               ("mysql+pymysql://etl:secret@db/opendental",), None)
+    line = _JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert "\n" not in line and entry["level"] == "error" and entry["logger"] == "etl.runner"
+    assert "secret" not in line and "***" in entry["message"] and entry["time"].endswith("+00:00")

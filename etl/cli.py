@@ -72,6 +72,17 @@ def _version() -> str:
         return __version__
 
 
+def _jobs(text: str) -> int:
+    """--jobs: a whole number >= 1 (0 or less would run nothing, or everything at once)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description="Incremental, tracked ETL for OpenDental.")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging and tracebacks")
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--clinic", action="store_true",
                       help="every table of the fact sheet (93 tables, 18.8M rows at --scale 1.0), not just the 12 demo tables")
-    demo.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="tables filled at once (default 2)")
+    demo.add_argument("--jobs", "-j", type=_jobs, default=2, metavar="N", help="tables filled at once (default 2)")
     demo.add_argument("--force", action="store_true",
                       help="drop and rebuild the database even though etl demo-data did not create it")
     sub.add_parser("init-tracking", help="create missing tracking rows (status pending) for every configured table")
@@ -119,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("tables", nargs="*", metavar="TABLE", help="configured tables (default: all)")
         p.add_argument("--full", action="store_true", help="refresh in full, ignoring stored watermarks")
-        p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+        p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
                        help="tables processed in parallel (default 2)")
         p.add_argument("--json", action="store_true", help="print the per-table results as JSON")
         if name in ("load", "run"):
@@ -149,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("phase", choices=("copy", "load"))
     render.add_argument("table")
     render.add_argument("--strategy", choices=("full", "primary", "fallback"))
+    for action in sub._choices_actions:  # `etl COMMAND --help` opens with the one-line description too
+        sub.choices[action.dest].description = action.help
     return parser
 
 
@@ -265,6 +278,9 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         report = status_report(settings, config)
         print(json.dumps(report, indent=2, default=str) if args.json else format_status(report))
         return 0
+    if args.command in ("verify", "reconcile"):  # not migrated: "run `etl migrate`", not a driver error
+        from etl.versions import require
+        require(settings)
     if args.command == "verify":
         from etl.verify import format_verify, verify
         report = verify(settings, config, args.tables)
@@ -329,7 +345,8 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         read, written = sum(r.rows_read for r in ok), sum(r.rows_written for r in ok)
         print(f"{len(ok)} table runs succeeded ({unchanged} changed nothing; rows read {read:,}, written "
               f"{written:,}), {len(failed)} failed", file=out)
-        for r in failed:
-            print(f"  {r.phase} {r.table}: {r.error}", file=out)
+        for r in failed:  # an error that already names its phase and table (a lock skip) says it once
+            named = r.error and r.error.startswith(f"{r.phase} {r.table}")
+            print(f"  {r.error}" if named else f"  {r.phase} {r.table}: {r.error}", file=out)
         return 1 if failed else 0
     raise AssertionError(args.command)

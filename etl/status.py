@@ -15,14 +15,30 @@ from etl.settings import Settings
 PHASES = ("copy", "load", "transform")
 
 
-def _connect(settings: Settings) -> dict[str, Any]:
-    """A connection to the replica and to the analytics database, by tracking side."""
+def _connect(settings: Settings, *, analytics_optional: bool = False) -> dict[str, Any]:
+    """A connection to the replica and to the analytics database, by tracking side. analytics_optional:
+    an analytics database that cannot be reached is left out (etl status while PostgreSQL is down)."""
+    from etl.errors import ConnectionFailed
+    from etl.versions import require
+
+    require(settings, ("replica",))
     replica = mysql.connect(settings.replica_url, role="replica")
     try:
+        require(settings, ("analytics",))
         return {"replica": replica, "analytics": for_url(settings.analytics_url).connect(settings.analytics_url)}
+    except ConnectionFailed as exc:
+        if not analytics_optional:
+            replica.close()
+            raise
+        _unreachable.append(str(exc))
+        return {"replica": replica}
     except BaseException:
         replica.close()
         raise
+
+
+#: Why a side was left out of the last report (etl status while a database is down).
+_unreachable: list[str] = []
 
 
 def init_tracking(settings: Settings, config: EtlConfig) -> dict[str, Any]:
@@ -47,7 +63,7 @@ def init_tracking(settings: Settings, config: EtlConfig) -> dict[str, Any]:
 
 def _all_rows(settings: Settings, conns: dict[str, Any]) -> dict[str, dict[str, tuple]]:
     return {phase: tracking.for_phase(settings, phase).all_rows(conns[tracking.PHASE_SIDE[phase]], phase)
-            for phase in PHASES}
+            if tracking.PHASE_SIDE[phase] in conns else {} for phase in PHASES}
 
 
 def when(value: Any) -> str | None:
@@ -80,7 +96,8 @@ def _summaries(settings: Settings, conns: dict[str, Any]) -> dict[tuple[str, str
 
 
 def status_report(settings: Settings, config: EtlConfig) -> dict[str, Any]:
-    conns = _connect(settings)
+    _unreachable.clear()
+    conns = _connect(settings, analytics_optional=True)
     try:
         rows = _all_rows(settings, conns)
         history = _summaries(settings, conns)
@@ -112,6 +129,7 @@ def status_report(settings: Settings, config: EtlConfig) -> dict[str, Any]:
         "tables": tables,
         "coverage": {"with_watermark": len(covered), "with_primary_column": len(with_primary)},
         "not_configured": sorted({t for p in PHASES for t in rows[p] if t not in config.tables}),
+        "unreachable": list(_unreachable),
     }
 
 
@@ -137,6 +155,8 @@ def format_status(report: dict[str, Any]) -> str:
                  f"{cov['with_watermark']} of {cov['with_primary_column']}")
     if report["not_configured"]:
         lines.append(f"tracking rows of tables no longer configured: {', '.join(report['not_configured'])}")
+    for reason in report.get("unreachable", []):
+        lines.append(f"load and transform not shown: {reason}")
     return "\n".join(lines)
 
 

@@ -241,7 +241,7 @@ def history_and_status() -> dict[str, Any]:
 
     conns = {"replica": FakeConn(replica_answers), "analytics": FakeConn(raw_answers)}
     config = load_config(sc.PROJECT_ROOT / "tables.yml")
-    with mock.patch.object(status, "_connect", lambda settings: conns):
+    with mock.patch.object(status, "_connect", lambda settings, **_: conns):
         history = status.history(SETTINGS, table="patient", since="2025-05-01")
         everything = status.history(SETTINGS, phase="copy", limit=5)
         report = status.status_report(SETTINGS, config)

@@ -273,8 +273,12 @@ class Reconciliation:
 
     def replica(self) -> None:
         """Under the copy lock. The replica connection autocommits: each batch of deletes on its own."""
-        gone = self._keys_gone(self.source, self.replica_side)
-        self.deleted["replica"] = self.replica_side.delete(self.key, gone, self.settings.raw_schema)
+        try:
+            gone = self._keys_gone(self.source, self.replica_side)
+            self.deleted["replica"] = self.replica_side.delete(self.key, gone, self.settings.raw_schema)
+        except Exception as exc:
+            self._record_failure("replica", self.conns.replica, exc)
+            raise
         tracking.store(self.settings, "replica").write_history(self.conns.replica, self._history("replica"))
 
     def raw_exists(self) -> bool:
@@ -282,11 +286,29 @@ class Reconciliation:
 
     def raw(self) -> None:
         """Under the load lock, in one transaction with its run-history row."""
-        gone = self._keys_gone(self.replica_side, self.raw_side)
-        self.conns.raw.autocommit = False
-        self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
+        try:
+            gone = self._keys_gone(self.replica_side, self.raw_side)
+            self.conns.raw.autocommit = False
+            self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
+        except Exception as exc:
+            self._record_failure("analytics", self.conns.raw, exc)
+            raise
         tracking.store(self.settings, "analytics").write_history(self.conns.raw, self._history("raw"))
         self.conns.raw.commit()
+
+    def _record_failure(self, side: str, conn: Any, exc: Exception) -> None:
+        """A failed half is in its database's run history too (best effort: the connection may be what failed)."""
+        from etl.errors import EtlError, mask_secrets
+
+        error = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+        try:
+            conn.rollback()
+            tracking.store(self.settings, side).write_history(conn, tracking.History(
+                run_id=self.run_id, phase="reconcile", table=self.config.name, started_at=self.started,
+                status="failed", strategy="keys", error=error))
+            conn.commit()
+        except Exception:
+            log.warning("reconcile %s: the failure could not be recorded", self.config.name, exc_info=True)
 
     def _history(self, side: str) -> tracking.History:
         deleted = self.deleted[side]

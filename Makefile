@@ -6,7 +6,7 @@ SCALE  ?= 0.05
 
 .PHONY: demo demo-clinic test test-unit test-integration install install-airflow services snapshots bench bench-clinic clean
 
-$(BIN)/etl: pyproject.toml
+$(BIN)/etl: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,dbt]"

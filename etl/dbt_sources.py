@@ -36,10 +36,10 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from etl import PROJECT_ROOT
+from etl.resources import DATA_ROOT
 from etl.config import EtlConfig, load_config
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+DBT_PROJECT_DIR = DATA_ROOT / "dbt"
 SOURCES_RELATIVE = Path("models") / "staging" / "_sources.yml"
 GENERATED_DIR = Path("models") / "staging" / "generated"
 SOURCES_PATH = DBT_PROJECT_DIR / SOURCES_RELATIVE

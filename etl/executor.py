@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 from typing import Any, Iterator, Mapping
 
-from etl import progress, tracking, watermark
+from etl import progress, stop, tracking, watermark
 from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
 from etl.db import execute, fetch_all, fetch_one
 from etl.errors import PhaseError
@@ -32,9 +33,12 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
     plan = recipe.plan
     outcome = tracking.Outcome(plan=plan, run_id=run_id, started_at=tracking.utc_now(), notes=list(plan.warnings))
     outcome.history_id = store.next_history_id(conns[tracked_on])
-    log.info("%s", plan.describe())
+    log.debug("%s", plan.describe())  # the plan itself: --verbose, `etl render`, and the run history
     try:
         run(recipe, conns, outcome, values={LOAD_ID.name: outcome.history_id})
+    except stop.Interrupted as exc:  # a signal: rolled back and recorded as such, not as a fault
+        store.write_failure(conns[tracked_on], outcome, str(exc), status="interrupted")
+        raise
     except Exception as exc:
         store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
         raise
@@ -77,7 +81,9 @@ class Executor:
         if isinstance(step, Exec):
             with self.conns[step.on].cursor() as cur, _progress(step.progress):
                 execute(cur, step.statement, self._resolve(step.params, extra))
-                self._count(step.counts, max(cur.rowcount, 0))
+                changed, records = _rows_changed(cur)
+                for counter in step.counts:
+                    self._count((counter,), records if counter == "rows_read" and records is not None else changed)
             if step.warnings is not None:
                 self.refuse_warnings(step)
         elif isinstance(step, ExecRows):
@@ -191,6 +197,7 @@ class Executor:
                 bar.advance(block.rows)
                 yield block.data
                 yield b"\n"  # the last line's end (not joined to the block: no copy of megabytes)
+                stop.check(f"{self.plan.phase} {self.plan.table}")  # the COPY is abandoned, its transaction rolled back
                 if sink.fault:
                     crash_point(sink.fault)
 
@@ -212,6 +219,7 @@ class Executor:
                 bar.advance(chunk.rows)
                 for inner in rest:
                     self.step(inner, chunk, read_conn, extra)
+                stop.check(f"{self.plan.phase} {self.plan.table}")  # a safe point: the block is done
 
     # ------------------------------------------------------------ the deletedobject feed
 
@@ -240,6 +248,27 @@ class Executor:
                 break
         tracking.save_feed(write, step.state[1], step.table, after)
         self.note(f"{deleted} rows deleted (deletedobject feed)")
+
+
+_UPSERT_INFO = re.compile(r"Records:\s*(\d+)\s+Duplicates:\s*(\d+)")
+
+
+def _rows_changed(cur: Any) -> tuple[int, int | None]:
+    """Rows a statement changed, and the rows it was given when the server says (else None).
+
+    MySQL's affected-rows count of INSERT ... ON DUPLICATE KEY UPDATE is 1 per inserted row, 2 per
+    updated row and 0 per unchanged one: 400 for a 200-row update. Its info line ("Records: R
+    Duplicates: D") counts in D the rows it updated (MySQL and MariaDB alike: an unchanged duplicate is
+    not counted), so affected - D rows changed; the other R - (affected - D) were read again and left as
+    they were."""
+    rows = max(cur.rowcount, 0)
+    message = getattr(getattr(cur, "_result", None), "message", None)
+    if message:
+        found = _UPSERT_INFO.search(message.decode(errors="replace") if isinstance(message, bytes) else str(message))
+        if found:
+            records, duplicates = int(found.group(1)), int(found.group(2))
+            return max(rows - duplicates, 0), records
+    return rows, None
 
 
 def _progress(label: str | None):

@@ -6,6 +6,10 @@ OOM killer. ``ETL_DROP_CONNECTION_AT=<point>[:<n>]`` instead has the server kill
 to the point (a dropped connection, for the retry tests). Unset (always, outside those tests) each costs
 one dictionary lookup.
 
+``ETL_SLOW_AT=<point>`` makes every pass of the point sleep ``ETL_SLOW_SECONDS`` (default 1) after
+touching the file ``ETL_SLOW_READY`` names, if any: a run held mid-copy, for the clean-stop tests to send
+it a real signal at a known place.
+
 ``ETL_FAULT_ONCE=<path>`` makes a fault fire at most once across processes: the first process to fire
 it creates <path>, and no process fires while <path> exists. An Airflow task killed this way is retried in
 a new process that then runs clean (tests/integration/test_airflow.py).
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 _counts: dict[tuple[str, str], int] = {}
 _lock = threading.Lock()
@@ -43,6 +48,12 @@ def _due(variable: str, name: str) -> bool:
 
 
 def crash_point(name: str, connection=None) -> None:
+    if os.environ.get("ETL_SLOW_AT") == name:
+        ready = os.environ.get("ETL_SLOW_READY")
+        if ready:
+            with open(ready, "a"):
+                pass
+        time.sleep(float(os.environ.get("ETL_SLOW_SECONDS") or 1))
     if _due("ETL_CRASH_AT", name):
         os.kill(os.getpid(), signal.SIGKILL)
     drop_point(name, connection)

@@ -20,7 +20,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from etl import PROJECT_ROOT
+from etl.resources import DATA_ROOT
 from etl.dialects import for_url, mysql
 from etl.errors import ConfigError, ConnectionFailed, SchemaError, first_line
 from etl.render import Ident
@@ -28,7 +28,7 @@ from etl.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+ALEMBIC_INI = DATA_ROOT / "alembic.ini"
 #: side of the pipeline -> section of alembic.ini (one lineage each)
 SECTIONS = {"replica": "mysql", "analytics": "postgres"}
 
@@ -132,7 +132,7 @@ def _run(settings: Settings, side: str, verb: str, action, revision: str, notes:
     else:
         notes.append(f"{verb} {before} -> {after or 'base'}")
     line = f"{side} {url.database}: {', '.join(notes)}"
-    log.info(line)
+    log.debug(line)  # the caller prints it (etl migrate): once
     return line
 
 

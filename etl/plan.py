@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from etl import watermark
 from etl.config import TableConfig
-from etl.errors import SchemaError
+from etl.errors import ConfigError, SchemaError
 from etl.render import Ident
 from etl.schema import INTEGER_TYPES, Column, TableSchema
 
@@ -235,9 +235,9 @@ def make_plan(
 
     if strategy_override and strategy_override != strategy:
         if strategy_override == "primary" and not primary:
-            raise SchemaError(f"table {schema.name}: --strategy primary needs a primary incremental column")
+            raise ConfigError(f"table {schema.name}: --strategy primary needs a primary incremental column")
         if strategy_override == "fallback" and not fallback:
-            raise SchemaError(f"table {schema.name}: --strategy fallback needs primary_incremental_column none")
+            raise ConfigError(f"table {schema.name}: --strategy fallback needs primary_incremental_column none")
         strategy, reason = strategy_override, "--strategy requested"
 
     return Plan(

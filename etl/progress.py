@@ -69,6 +69,8 @@ class _Display:
         self.thread: threading.Thread | None = None
         self.wake = threading.Event()
         self.drawn = False
+        #: Held while the line is drawn and while a log record is written (LogHandler): never both at once.
+        self.output = threading.RLock()
 
     def mode(self, stream: TextIO) -> str | None:
         setting = os.environ.get("ETL_PROGRESS", "").strip().lower()
@@ -124,6 +126,20 @@ class _Display:
                     self.wake.clear()  # a tracker arrived while this one was stopping: go on
 
     def _draw(self, stream: TextIO, active: list[Tracker]) -> None:
+        with self.output:
+            self._draw_locked(stream, active)
+
+    def clear(self, stream: TextIO) -> None:
+        """Wipe the drawn line (a log record is about to be written; the next redraw puts it back)."""
+        if self.drawn:
+            try:
+                stream.write("\r\x1b[K")
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+            self.drawn = False
+
+    def _draw_locked(self, stream: TextIO, active: list[Tracker]) -> None:
         try:
             if not active:
                 if self.drawn:
@@ -133,8 +149,8 @@ class _Display:
                 return
             width = _width(stream)
             text = " | ".join(t.describe() for t in active)
-            if len(text) > width - 1:
-                text = text[: max(width - 2, 10)] + "…"
+            if len(text) > width - 1:  # the line must never wrap: a wrapped line is not redrawn in place
+                text = text[: max(width - 2, 0)] + "…" if width > 2 else ""
             stream.write("\r\x1b[K" + text)
             stream.flush()
             self.drawn = True
@@ -159,6 +175,16 @@ def track(label: str, estimate: int | None = None, *, counts_rows: bool = True) 
         _display.remove(tracker)
 
 
+class LogHandler(logging.StreamHandler):
+    """The CLI's log handler: a record never lands on the progress line; the line is wiped first and
+    redrawn on the next tick."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with _display.output:
+            _display.clear(self.stream)
+            super().emit(record)
+
+
 def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -167,10 +193,18 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def _width(stream: TextIO) -> int:
+    """The terminal's columns; some terminals (serial consoles, some containers) report 0: then COLUMNS,
+    else 80."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
-        return 100
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def _rate(value: float) -> str:

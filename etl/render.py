@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 import jinja2
 
-from etl import PROJECT_ROOT
+from etl.resources import DATA_ROOT
 from etl.errors import RenderError
 
-TEMPLATE_DIR = PROJECT_ROOT / "sql_templates"
+TEMPLATE_DIR = DATA_ROOT / "sql_templates"
 DIALECTS = ("mysql", "postgres")
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")

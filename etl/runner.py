@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from etl import stop
 from etl.config import EtlConfig, TableConfig
 from etl.dialects import BY_DRIVER
 from etl.errors import ConnectionFailed, EtlError, mask_secrets
 from etl.locks import LockBusy, table_lock
 from etl.settings import Settings
+from etl.stop import Interrupted
 
 log = logging.getLogger("etl.runner")
 
@@ -111,13 +113,12 @@ def is_transient(exc: BaseException) -> bool:
 def preflight(settings: Settings, phases: list[str]) -> None:
     """Fail fast, with one line naming the database, when one is down or its tracking schema is old."""
     from etl.dialects import mysql
-    from etl.versions import up_to_date
+    from etl.versions import require
 
     if "copy" in phases:
         mysql.connect(settings.source_url, role="source").close()
-    if not up_to_date(settings):  # a fast yes (no Alembic import); otherwise Alembic's check explains
-        from etl.migrate import check_up_to_date
-        check_up_to_date(settings)
+    # The copy needs only MySQL: it runs while PostgreSQL is down.
+    require(settings, ("replica",) if set(phases) <= {"copy"} else ("replica", "analytics"))
 
 
 def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables: list[str] | None = None, *,
@@ -134,6 +135,10 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
     if "copy" in phases or "load" in phases:
         check_columns(settings, config, selected, against="source" if "copy" in phases else "replica")
     run_id = str(uuid.uuid4())
+    if "copy" in phases:  # block files of runs killed outright (they hold table rows)
+        from etl.dialects.mysql import sweep_block_folders
+        for path in sweep_block_folders():
+            log.info("removed the stale block folder %s of a run that no longer exists", path)
 
     def one_table(table: TableConfig) -> list[TableResult]:
         results = []
@@ -143,9 +148,12 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
             if results and not results[-1].ok:
                 results.append(TableResult(phase, table.name, False, error=f"skipped: {results[-1].phase} failed"))
                 continue
+            if stop.requested():  # nothing starts after a stop request
+                results.append(TableResult(phase, table.name, False, error=f"not started: {stop.signal_name()}"))
+                continue
             results.append(run_table(settings, phase, table, run_id, full=full, strategy=strategy))
         if (reconcile_after_load and "load" in phases and table.delete_detection == "reconcile"
-                and all(r.ok for r in results)):
+                and all(r.ok for r in results) and not stop.requested()):
             results.append(run_table(settings, "reconcile", table, run_id))
         return results
 
@@ -155,7 +163,10 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="etl") as pool:
         per_table += list(pool.map(one_table, [t for t in selected if t.name != "deletedobject"]))
     ordered = [r for phase in [*phases, "reconcile"] for results in per_table for r in results if r.phase == phase]
-    if "transform" in phases:  # dbt builds the models of all tables that did not fail above, in one run
+    if "transform" in phases and stop.requested():
+        ordered += [TableResult("transform", t.name, False, error=f"not started: {stop.signal_name()}")
+                    for t in selected]
+    elif "transform" in phases:  # dbt builds the models of all tables that did not fail above, in one run
         ordered += transform_step(settings, config, selected, ordered, full=full, run_id=run_id)
     return ordered
 
@@ -171,17 +182,23 @@ def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *
         attempt += 1
         try:
             summary = function(settings, table, run_id, **options)
+        except Interrupted as exc:  # never retried; the phase rolled back and recorded it
+            log.warning("%s %s: %s; rolled back", phase, table.name, exc)
+            return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=str(exc),
+                               attempts=attempt)
         except LockBusy as exc:
             log.error("%s", exc)
             return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=str(exc),
                                attempts=attempt)
         except Exception as exc:  # recorded against this table; the other tables go on
             message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
-            if is_transient(exc) and attempt <= settings.retries:
+            if is_transient(exc) and attempt <= settings.retries and not stop.requested():
                 delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
                 log.warning("%s %s: transient fault (%s); attempt %d of %d in %.1f s", phase, table.name, message,
                             attempt + 1, settings.retries + 1, delay)
-                time.sleep(delay)
+                if stop.requested_during(delay):
+                    return TableResult(phase, table.name, False, seconds=time.monotonic() - started,
+                                       error=f"{message}; not retried: {stop.signal_name()}", attempts=attempt)
                 continue
             log.error("%s %s failed: %s", phase, table.name, message)
             log.debug("traceback", exc_info=True)
@@ -189,8 +206,12 @@ def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *
                                attempts=attempt)
         result = TableResult(phase, table.name, True, summary.strategy, summary.rows_read,
                              summary.rows_written, time.monotonic() - started, attempts=attempt)
-        log.info("%s %-16s %-8s read %d, wrote %d in %.2fs", phase, table.name, result.strategy,
-                 result.rows_read, result.rows_written, result.seconds)
+        reread = max(result.rows_read - result.rows_written, 0)
+        # A run that changed nothing is one line of the summary, not one per table (--verbose shows it).
+        log.log(logging.INFO if result.rows_written or phase == "reconcile" else logging.DEBUG,
+                "%s %-16s %-8s read %d, written %d%s in %.2fs", phase, table.name, result.strategy,
+                result.rows_read, result.rows_written, f" ({reread} re-read, unchanged)" if reread else "",
+                result.seconds)
         return result
 
 
@@ -209,7 +230,7 @@ def transform_step(settings: Settings, config: EtlConfig, selected: list[TableCo
         return results
     started = time.monotonic()
     try:
-        with table_lock(settings, "transform", transform.LOCK_NAME):
+        with table_lock(settings, "transform", transform.LOCK_NAME), stop.main_thread_interruptible():
             windows = transform.transform_tables(settings, config, None if len(names) == len(config.tables) else names,
                                                  full=full, run_id=run_id)
     except Exception as exc:  # dbt missing, a database down, the lock busy: every table of the step failed

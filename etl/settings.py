@@ -32,8 +32,13 @@ def mask_url(url: URL | str) -> str:
     return mask_secrets(url)
 
 
+#: An inline comment of an unquoted value: a # after whitespace (a # inside a value, as in a password, stays).
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; blank lines and # comments are skipped, quotes around values removed."""
+    """Parse KEY=VALUE lines; blank lines and # comments are skipped, quotes around values removed, and
+    an unquoted value ends before " #" (an inline comment)."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
@@ -47,8 +52,10 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if not sep or not key.strip():
             raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        if len(value) >= 2 and value[0] in "'\"" and value[0] in value[1:]:
+            value = value[1:value.index(value[0], 1)]  # quoted: everything up to the closing quote
+        else:
+            value = _INLINE_COMMENT.sub("", value)  # KEY=value  # a comment
         values[key.strip()] = value
     return values
 
@@ -77,8 +84,10 @@ class Settings:
         ):
             try:
                 url = make_url(env[key])
-            except Exception:
-                raise ConfigError(f"setting {key}: not a database URL: {mask_secrets(env[key])}") from None
+            except Exception:  # never echoed: a value that does not parse cannot be masked reliably
+                raise ConfigError(f"setting {key}: not a database URL of the form "
+                                  f"{driver_prefix}...://user:password@host:port/database (the value is not "
+                                  f"shown: it may hold a password)") from None
             if not url.drivername.startswith(driver_prefix) or not url.database:
                 raise ConfigError(
                     f"setting {key}: expected a {driver_prefix} URL with a database name, got {mask_url(url)}"

@@ -99,16 +99,32 @@ class Store:
             history=self.statement("run_history_insert") if final else None,
         )
 
-    def write_failure(self, conn: Any, outcome: "Outcome", error: str) -> None:
-        """In its own transaction: status failed, watermark kept, the error in the run history."""
+    def write_failure(self, conn: Any, outcome: "Outcome", error: str, *, status: str = "failed") -> None:
+        """In its own transaction: status failed (or interrupted: a signal stopped it), watermark kept, the
+        error in the run history."""
         plan, phase = outcome.plan, outcome.plan.phase
         conn.rollback()
         with conn.cursor() as cur:
             execute(cur, self.statement(f"{phase}_status_mark"), {
                 "table_name": plan.table, "primary_column_name": plan.primary.column if plan.primary else None,
-                _STATUS_COLUMN[phase]: "failed",
+                _STATUS_COLUMN[phase]: status,
             })
-        self.write_history(conn, outcome.history(status="failed", error=error))
+        self.write_history(conn, outcome.history(status=status, error=error))
+        conn.commit()
+
+    def write_unplanned_failure(self, conn: Any, phase: str, table: Any, run_id: str, started_at: dt.datetime,
+                                error: str) -> None:
+        """A run that failed before it had a plan (the table gone at the source, a configured column gone,
+        a bad key): status failed and a run-history row, like any other failure, so `etl status` never
+        keeps showing the previous success. In its own transaction; the watermark is kept."""
+        conn.rollback()
+        primary = table.primary_incremental_column
+        with conn.cursor() as cur:
+            execute(cur, self.statement(f"{phase}_status_mark"), {
+                "table_name": table.name, "primary_column_name": primary, _STATUS_COLUMN[phase]: "failed",
+            })
+        self.write_history(conn, History(run_id=run_id, phase=phase, table=table.name, started_at=started_at,
+                                         status="failed", primary_column_name=primary, error=error))
         conn.commit()
 
     def feed_statements(self, phase: str) -> tuple[Statement, Statement]:
@@ -145,6 +161,24 @@ class Store:
     def all_rows(self, conn: Any, phase: str) -> dict[str, tuple]:
         """table -> (table, status, primary column, last value, rows, last run)."""
         return {r[0]: r for r in fetch_all(conn, self.statement(f"{phase}_status_all"))}
+
+    # ------------------------------------------------------------ etl history and etl status
+
+    def history_rows(self, conn: Any, *, table: str | None, phase: str | None, since: dt.datetime,
+                     limit: int) -> list[tuple]:
+        """Run-history rows, newest first: (id, phase, table, strategy, status, watermark_before,
+        watermark_after, rows_read, rows_written, notes, error, started_at, finished_at)."""
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        if table:
+            params["table_name"] = table
+        if phase:
+            params["phase"] = phase
+        return fetch_all(conn, self.dialect.render("run_history_select", by_table=bool(table), by_phase=bool(phase),
+                                                   **self.scope), params)
+
+    def history_summary(self, conn: Any) -> list[tuple]:
+        """(table, phase, status, latest start, its rows written, its error, rows written by all such runs)."""
+        return fetch_all(conn, self.statement("run_history_summary"))
 
     # ------------------------------------------------------------ transform
 

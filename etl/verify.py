@@ -360,8 +360,12 @@ class Reconciliation:
 
     def replica(self) -> None:
         """Under the copy lock. The replica connection autocommits: each batch of deletes on its own."""
-        gone = self._keys_gone(self.source, self.replica_side)
-        self.deleted["replica"] = self.replica_side.delete(self.key, gone, self.settings.raw_schema)
+        try:
+            gone = self._keys_gone(self.source, self.replica_side)
+            self.deleted["replica"] = self.replica_side.delete(self.key, gone, self.settings.raw_schema)
+        except Exception as exc:
+            self._record_failure("replica", self.conns.replica, exc)
+            raise
         tracking.store(self.settings, "replica").write_history(self.conns.replica, self._history("replica"))
 
     def raw_exists(self) -> bool:
@@ -369,17 +373,35 @@ class Reconciliation:
 
     def raw(self) -> None:
         """Under the load lock, in one transaction with its run-history row."""
-        gone = self._keys_gone(self.replica_side, self.raw_side)
-        self.conns.raw.autocommit = False
-        store = tracking.store(self.settings, "analytics")
-        # The run's history id, taken before the delete: the keys are recorded under it, so the transform
-        # (whose window of ids reaches it) deletes them from the models built on the table too.
-        history_id = store.next_history_id(self.conns.raw)
-        self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
-        store.record_deletes(self.conns.raw, self.config.name, str(self.key), gone, load_id=history_id,
-                             source="reconcile")
+        try:
+            gone = self._keys_gone(self.replica_side, self.raw_side)
+            self.conns.raw.autocommit = False
+            store = tracking.store(self.settings, "analytics")
+            # The run's history id, taken before the delete: the keys are recorded under it, so the transform
+            # (whose window of ids reaches it) deletes them from the models built on the table too.
+            history_id = store.next_history_id(self.conns.raw)
+            self.deleted["raw"] = self.raw_side.delete(self.key, gone, self.settings.raw_schema)
+            store.record_deletes(self.conns.raw, self.config.name, str(self.key), gone, load_id=history_id,
+                                 source="reconcile")
+        except Exception as exc:
+            self._record_failure("analytics", self.conns.raw, exc)
+            raise
         store.write_history(self.conns.raw, self._history("raw", history_id))
         self.conns.raw.commit()
+
+    def _record_failure(self, side: str, conn: Any, exc: Exception) -> None:
+        """A failed half is in its database's run history too (best effort: the connection may be what failed)."""
+        from etl.errors import EtlError, mask_secrets
+
+        error = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+        try:
+            conn.rollback()
+            tracking.store(self.settings, side).write_history(conn, tracking.History(
+                run_id=self.run_id, phase="reconcile", table=self.config.name, started_at=self.started,
+                status="failed", strategy="keys", error=error))
+            conn.commit()
+        except Exception:
+            log.warning("reconcile %s: the failure could not be recorded", self.config.name, exc_info=True)
 
     def _history(self, side: str, history_id: int | None = None) -> tracking.History:
         deleted = self.deleted[side]

@@ -239,8 +239,46 @@ def discover_source() -> dict[str, Any]:
 
 
 #: Every driver, for test_templates.
+def history_and_status() -> dict[str, Any]:
+    """`etl history` and `etl status` over both tracking databases (copy in the replica, the rest in raw)."""
+    from etl import status
+
+    started = dt.datetime(2025, 6, 1, 2, 15, 0, 123456)
+    utc = dt.timezone.utc
+
+    def replica_answers(sql: str):
+        if "ROW_NUMBER()" in sql:
+            return [("patient", "copy", "success", started, 4, None, 120),
+                    ("patient", "copy", "failed", started + dt.timedelta(days=1), 0, "SchemaError: gone", 0)]
+        if "FROM etl_run_history" in sql:
+            return [(7, "copy", "patient", "primary", "success", "2025-05-31 00:00:00", "2025-06-01 00:00:00", 10, 4,
+                     None, None, started, started + dt.timedelta(seconds=2.5))]
+        if "etl_copy_status" in sql:
+            return [("patient", "failed", "DateTStamp", "2025-06-01 00:00:00", 4, started)]
+        return []
+
+    def raw_answers(sql: str):
+        if "ROW_NUMBER()" in sql:
+            return [("patient", "load", "success", started, 4, None, 4)]
+        if "etl_run_history" in sql:
+            return [(9, "load", "patient", "primary", "success", None, None, 4, 4, None, None, started,
+                     dt.datetime(2025, 6, 1, 4, 15, 3, tzinfo=dt.timezone(dt.timedelta(hours=2))))]
+        if "etl_load_status" in sql:
+            return [("patient", "success", "DateTStamp", "2025-06-01 00:00:00", 4, started.replace(tzinfo=utc))]
+        return []
+
+    conns = {"replica": FakeConn(replica_answers), "analytics": FakeConn(raw_answers)}
+    config = load_config(sc.PROJECT_ROOT / "tables.yml")
+    with mock.patch.object(status, "_connect", lambda settings, **_: conns):
+        history = status.history(SETTINGS, table="patient", since="2025-05-01")
+        everything = status.history(SETTINGS, phase="copy", limit=5)
+        report = status.status_report(SETTINGS, config)
+    return {"history": history, "everything": everything, "report": report, "conns": conns,
+            "text": status.format_status(report), "history_text": status.format_history(history)}
+
+
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
     reflection, json_reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
-    transform_window, verify_sides, staging_keys, discover_source,
+    transform_window, verify_sides, staging_keys, discover_source, history_and_status,
 )
 

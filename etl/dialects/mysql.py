@@ -325,15 +325,25 @@ def _fsp(column_type: str) -> int:
 
 # ---------------------------------------------------------------- LOAD DATA infile text, block by block
 
+#: Block folders are named etl-copy-<pid>-<random> in the system's temporary directory, so that a later
+#: run can tell the folders of a process that died (SIGKILL, a power cut) from those of a live run.
+BLOCK_FOLDER_PREFIX = "etl-copy-"
+
+
 @contextlib.contextmanager
 def block_files() -> Iterator[Callable[[bytes], str]]:
     """A private folder for the blocks LOAD DATA LOCAL INFILE reads; yields write(data) -> path. A block is
-    its rows joined by newlines (mysql/copy_select): the last line's newline is added here."""
-    folder = tempfile.mkdtemp(prefix="etl-copy-")
+    its rows joined by newlines (mysql/copy_select): the last line's newline is added here.
+
+    The blocks hold patient data: the folder is 0700 and the file 0600 (whatever the umask), and both
+    are removed on every way out of the with-block; a process killed outright leaves them to
+    :func:`sweep_block_folders` of the next run."""
+    folder = tempfile.mkdtemp(prefix=f"{BLOCK_FOLDER_PREFIX}{os.getpid()}-")  # mkdtemp: mode 0700
     path = os.path.join(folder, "block.txt")
 
     def write(data: bytes) -> str:
-        with open(path, "wb") as handle:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.write(b"\n")
         return path
@@ -342,3 +352,37 @@ def block_files() -> Iterator[Callable[[bytes], str]]:
         yield write
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_block_folders(directory: str | None = None) -> list[str]:
+    """Remove the block folders left by runs of this user whose process is gone; returns their paths."""
+    directory = directory or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(BLOCK_FOLDER_PREFIX):
+            continue
+        pid_text = entry.name[len(BLOCK_FOLDER_PREFIX):].split("-", 1)[0]
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process with that number: not ours to judge
+        return True
+    return True

@@ -16,12 +16,13 @@ turns them into a :class:`Situation` (pure), and :func:`recipe` into the steps t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
 from etl import executor, tracking
 from etl.config import TableConfig
-from etl.db import fetch_one
+from etl.db import execute, fetch_one
 from etl.dialects import mysql
 from etl.errors import SchemaError
 from etl.phases import deletes, facts
@@ -32,6 +33,8 @@ from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS,
 from etl.render import Ident
 from etl.schema import Column
 from etl.settings import Settings
+
+log = logging.getLogger("etl.copy")
 
 
 STAGE = Ident("_etl_copy_stage")
@@ -328,6 +331,34 @@ def _connect(settings: Settings) -> tuple[Any, Any]:
     return source, replica
 
 
+def _record_unplanned(store: tracking.Store, conn: Any, config: TableConfig, run_id: str, started: Any,
+                     exc: Exception) -> None:
+    """The failure of a run that never got its plan, in the tracking (best effort: the tracking database
+    may be what failed)."""
+    from etl.errors import EtlError, mask_secrets
+
+    message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+    try:
+        store.write_unplanned_failure(conn, "copy" if store.side == "replica" else "load", config, run_id,
+                                      started, message)
+    except Exception:
+        log.warning("%s: the failure could not be recorded in the tracking tables", config.name, exc_info=True)
+
+
+def _drop_shadow(replica: Any, planned: Recipe) -> None:
+    """A failed or interrupted full refresh leaves no half-filled shadow table behind (best effort: the
+    connection may be the thing that failed; the next refresh drops it before filling it anyway)."""
+    if planned.situation.into != "shadow":
+        return
+    try:
+        replica.rollback()
+        with replica.cursor() as cur:
+            execute(cur, mysql.render("drop_table", table=Ident(f"{planned.plan.table}__etl_new"[:64])))
+    except Exception:
+        log.warning("%s: could not drop the shadow table %s__etl_new; the next full refresh does",
+                    planned.plan.table, planned.plan.table, exc_info=True)
+
+
 def preview(settings: Settings, config: TableConfig, *, strategy: str | None = None) -> Recipe:
     """`etl render copy TABLE`: the recipe a run would follow now; changes nothing."""
     source, replica = _connect(settings)
@@ -343,9 +374,18 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
     source, replica = _connect(settings)
     try:
         mysql.run(replica, "read_committed")
-        planned = prepare(settings, source, replica, config, full=full, strategy=strategy)
-        return executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
-                                  store=tracking.for_phase(settings, "copy"), tracked_on="replica")
+        started = tracking.utc_now()
+        try:
+            planned = prepare(settings, source, replica, config, full=full, strategy=strategy)
+        except Exception as exc:  # before any data moves: recorded all the same
+            _record_unplanned(tracking.for_phase(settings, "copy"), replica, config, run_id, started, exc)
+            raise
+        try:
+            return executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
+                                      store=tracking.for_phase(settings, "copy"), tracked_on="replica")
+        except BaseException:
+            _drop_shadow(replica, planned)
+            raise
     finally:
         source.close()
         replica.close()

@@ -40,17 +40,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from etl import PROJECT_ROOT, tracking, watermark
+from etl import tracking, watermark
 from etl.config import EtlConfig
 from etl.db import fetch_one
 from etl.dialects import for_url
 from etl.errors import ConfigError, PhaseError, first_line
 from etl.render import Ident
+from etl.resources import DATA_ROOT
 from etl.settings import Settings, read_dotenv
 
 log = logging.getLogger("etl.transform")
 
-SHIPPED_PROJECT_DIR = PROJECT_ROOT / "dbt"
+SHIPPED_PROJECT_DIR = DATA_ROOT / "dbt"
 #: One lock for the phase (etl:transform:dbt): descendants of one table's models read other tables too.
 LOCK_NAME = "dbt"
 #: dbt result statuses that fail a table (models: error; tests: fail, error).
@@ -141,14 +142,33 @@ def invoke_dbt(settings: Settings, args: Sequence[str], *, project_dir: Path | N
     DBT_TARGET_PATH / DBT_LOG_PATH (where target/ and logs/ go) and DBT_PROFILES_DIR."""
     args = list(args)
     project_dir = project_dir or dbt_project_dir()
-    if "--project-dir" not in args:
+    asks_help = bool({"--help", "-h", "--version"} & set(args))  # dbt's own help: no project options
+    if "--project-dir" not in args and not asks_help:
         args += ["--project-dir", str(project_dir)]
-    if "--profiles-dir" not in args:
+    if "--profiles-dir" not in args and not asks_help:
         args += dbt_profiles_args(project_dir)
     if not sys.stdout.isatty() and "--use-colors" not in args:
         args.append("--no-use-colors")
-    with _environment(dbt_environment(settings)):
+    environment = dbt_environment(settings)
+    environment.update(_work_paths(project_dir))
+    if not sys.stdout.isatty() and not os.environ.get("DBT_USE_COLORS"):
+        environment["DBT_USE_COLORS"] = "false"  # also where a flag after the command is not read
+    if not logging.getLogger("etl").isEnabledFor(logging.WARNING) and "--quiet" not in args:
+        args.insert(0, "--quiet")  # etl --quiet: dbt's errors only
+    with _environment(environment):
         return _runner(manifest).invoke(args)
+
+
+def _work_paths(project_dir: Path) -> dict[str, str]:
+    """The shipped project of an installed package lives in site-packages: dbt's target/ and logs/ go to
+    the user's cache instead (unless DBT_TARGET_PATH / DBT_LOG_PATH say where)."""
+    from etl.resources import INSTALLED
+
+    if not INSTALLED or project_dir != SHIPPED_PROJECT_DIR:
+        return {}
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opendental-etl" / "dbt"
+    wanted = {"DBT_TARGET_PATH": cache / "target", "DBT_LOG_PATH": cache / "logs"}
+    return {key: str(path) for key, path in wanted.items() if not os.environ.get(key)}
 
 
 # ---------------------------------------------------------------- the phase
@@ -212,10 +232,12 @@ def transform_tables(settings: Settings, config: EtlConfig, tables: Sequence[str
     finally:
         conn.close()
 
-    for w in todo:
-        log.info("transform %-16s %-8s %s", w.table, w.status,
-                 w.reason or (f"{w.rows} rows" if w.status != "failed" else w.error))
-    log.info("transform: %d tables in %.2fs", len(todo), time.monotonic() - started)
+    for w in todo:  # a skipped table (nothing new) is part of the summary, not a line of its own
+        log.log(logging.DEBUG if w.status == "skipped" else logging.INFO, "transform %-16s %-8s %s", w.table,
+                w.status, w.reason or (f"{w.rows} rows" if w.status != "failed" else w.error))
+    skipped = sum(1 for w in todo if w.status == "skipped")
+    log.info("transform: %d tables in %.2fs%s", len(todo), time.monotonic() - started,
+             f" ({skipped} with nothing new)" if skipped else "")
     return todo
 
 
@@ -396,6 +418,9 @@ def _record(conn, store: tracking.Store, todo: list[TableWindow], *, run_id: str
 
 def dbt_command(settings: Settings, args: Sequence[str]) -> int:
     """`etl dbt ARGS...`: any dbt command on the project with the ETL's settings (e.g. source freshness)."""
+    args = list(args)
+    if args[:1] == ["--"]:  # `etl dbt -- --help`: everything after -- is dbt's
+        args = args[1:]
     if not args:
         raise PhaseError("etl dbt: name a dbt command, e.g. `etl dbt source freshness`")
     result = invoke_dbt(settings, args)

@@ -42,9 +42,14 @@ from etl.db import execute
 from etl.dialects.mysql import connect as mysql_connect
 from etl.errors import ConfigError, EtlError, PhaseError, RenderError
 from etl.render import Ident, Statement, render
+from etl.resources import package_file
 from etl.settings import mask_url
 
-DEMO_TABLES_PATH = Path(__file__).with_name("demo_tables.yml")
+DEMO_TABLES_PATH = package_file("demo_tables.yml", "etl.tools")
+
+#: The comment `etl demo-data` gives the databases it creates (sql_templates/mysql/demo/create_database);
+#: only a database carrying it is ever dropped without --force.
+DEMO_MARKER = "built by etl demo-data: demo data only, safe to drop"
 
 #: Every table gets at least this many rows, so that the quirks pinned to small row numbers exist.
 MIN_ROWS = 10
@@ -309,11 +314,14 @@ def build_demo_source(
     as_of: datetime | None = None,
     jobs: int = 1,
     on_table: Callable[[str, int, float], None] | None = None,
+    force: bool = False,
 ) -> dict[str, int]:
     """Drop and re-create the database named in `source_url` and fill it with DEMO data.
 
-    **Destructive**: ``DROP DATABASE`` first, then ``CREATE DATABASE ... utf8mb4``; meant for a demo or
-    test server, never for a real OpenDental database. Creates `tables` (default: the twelve demo
+    **Destructive, but only to its own databases**: a database this function created carries
+    DEMO_MARKER as its comment and is dropped and re-created; a missing database is created; an existing
+    empty one (no tables) is filled and marked. Any other database (OpenDental's own `opendental`, say) is
+    refused with a ConfigError before anything is written, unless ``force=True``. Creates `tables` (default: the twelve demo
     tables; ``clinic=True``: all 93 tables of the fact sheet) from ``etl/tools/demo_tables.yml`` and fills each
     with one INSERT ... SELECT, `jobs` tables at a time on their own connections (the biggest first).
     The rows are a deterministic function of `seed` and the row number; timestamps lie within ~3 years
@@ -352,8 +360,21 @@ def build_demo_source(
 
     admin = mysql_connect(source_url, database=False, role="demo source")
     try:
-        _run(admin, render("mysql/demo/drop_database", database=database))
-        _run(admin, render("mysql/demo/create_database", database=database))
+        with admin.cursor() as cur:
+            execute(cur, render("mysql/demo/database_marker"), {"database": str(database)})
+            found = cur.fetchone()
+        if found is None:
+            _run(admin, render("mysql/demo/create_database", database=database))
+        elif found[1] == 0 and not force:  # empty: nothing to lose; what it will hold is demo data
+            _run(admin, render("mysql/demo/mark_database", database=database))
+        else:
+            if found[0] != DEMO_MARKER and not force:
+                raise ConfigError(
+                    f"demo-data: refusing to drop database {str(database)!r} on {mask_url(source_url.set(database=None))}: "
+                    f"it holds {found[1]} table(s) and was not created by etl demo-data (set ETL_SOURCE_URL to "
+                    f"another database, or pass --force to drop it)")
+            _run(admin, render("mysql/demo/drop_database", database=database))
+            _run(admin, render("mysql/demo/create_database", database=database))
         admin.select_db(database)
         for name in wanted:
             _run(admin, render("mysql/demo/create_table", table=known[name]))
@@ -409,12 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--fact-sheet", action="store_true", help="all 93 tables of the fact sheet")
     which.add_argument("--table", action="append", dest="tables", help="build only this table (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="tables filled at once (default 2)")
+    parser.add_argument("--force", action="store_true",
+                        help="drop the database even though etl demo-data did not create it")
     args = parser.parse_args(argv)
     try:
         url = Settings.load().source_url
         started = time.monotonic()
         written = build_demo_source(url, scale=args.scale, seed=args.seed, tables=args.tables, clinic=args.fact_sheet,
-                                    jobs=args.jobs)
+                                    jobs=args.jobs, force=args.force)
     except EtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

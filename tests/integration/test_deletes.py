@@ -16,7 +16,7 @@ import yaml
 
 from etl import PROJECT_ROOT
 from etl.config import load_config
-from etl.demo import build_demo_source
+from etl.tools.demo import build_demo_source
 from etl.verify import verify
 from tests.integration.engine_helpers import Pipeline
 

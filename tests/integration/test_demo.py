@@ -257,3 +257,38 @@ def test_the_whole_clinic_matches_the_fact_sheet_with_quirks_and_keys(mysql_data
     build_demo_source(again, scale=0.0005, clinic=True, seed=5, as_of=AS_OF, jobs=1)
     sums = lambda u: dict(_query(u, "CHECKSUM TABLE adjustment, sheetfield, securityloghash, claim"))
     assert {k.split(".")[1]: v for k, v in sums(url).items()} == {k.split(".")[1]: v for k, v in sums(again).items()}
+
+
+def test_a_database_it_did_not_create_is_refused_unless_forced(mysql_database, tmp_path):
+    """`etl demo-data` drops only the databases it marked; anything else is exit 2, one line, untouched."""
+    import os
+    import subprocess
+    import sys
+
+    name = mysql_database("etlnotdemo")  # someone's database, with a table in it
+    _query(_url(name), "CREATE TABLE precious (id int PRIMARY KEY)")
+    _query(_url(name), "INSERT INTO precious VALUES (1)")
+    env = {**os.environ, "ETL_SOURCE_URL": str(_url(name))}
+    cmd = [sys.executable, "-m", "etl", "demo-data", "--scale", "0.001"]
+    refused = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "not created by etl demo-data" in lines[0], lines
+    assert _query(_url(name), "SELECT id FROM precious") == ((1,),)
+    with pytest.raises(ConfigError, match="refusing to drop"):
+        build_demo_source(_url(name), scale=SCALE, tables=["definition"])
+
+    # Its own database (marked when created) is rebuilt without asking; the output names it.
+    built = subprocess.run(cmd + ["--force"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert name in built.stdout.splitlines()[0] and name in built.stdout.splitlines()[-1]
+    assert _query(_url(name), "SHOW TABLES LIKE 'precious'") == ()
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+
+
+def test_an_empty_database_is_filled_and_marked(mysql_database):
+    name = mysql_database("etlempty")
+    build_demo_source(_url(name), scale=SCALE, tables=["definition"])
+    build_demo_source(_url(name), scale=SCALE, tables=["definition"])  # now its own: rebuilt
+    assert _query(_url(name), "SELECT COUNT(*) FROM definition")[0][0] > 0

@@ -154,3 +154,52 @@ def test_discover_reads_the_schema_in_four_queries_then_the_opendental_version()
     assert conn.rollbacks == 1
     # dbt-sources: the configured tables only, through the type map
     assert out["columns"] == {"patient": [("PatNum", "bigint"), ("LName", "varchar(100)"), ("DateTStamp", "timestamp")]}
+
+
+def test_history_merges_both_databases_newest_first_with_zones_and_durations() -> None:
+    found = cs.history_and_status()
+    history = found["history"]
+    assert [(h["database"], h["phase"]) for h in history] == [("replica", "copy"), ("analytics", "load")]
+    copy, load = history
+    assert copy["started_at"] == "2025-06-01 02:15:00 UTC" and copy["seconds"] == 2.5
+    assert load["seconds"] == 2.88  # finished 04:15:03+02:00 = 02:15:03 UTC
+    replica_sql = found["conns"]["replica"].executed
+    select = next((sql, params) for sql, params in replica_sql if "FROM etl_run_history" in sql
+                  and "ROW_NUMBER" not in sql)
+    assert "table_name = " in select[0] and "phase = " not in select[0]
+    assert select[1]["since"] == dt.datetime(2025, 5, 1) and select[1]["table_name"] == "patient"
+    assert "patient" in found["history_text"] and "2025-05-31 00:00:00 -> 2025-06-01 00:00:00" in found["history_text"]
+
+
+def test_status_shows_last_success_last_failure_and_rows_last_and_total() -> None:
+    report = cs.history_and_status()["report"]
+    patient = next(t for t in report["tables"] if t["table"] == "patient")
+    copy, load = patient["copy"], patient["load"]
+    assert copy["status"] == "failed"
+    assert (copy["last_success"], copy["last_failure"]) == ("2025-06-01 02:15:00 UTC", "2025-06-02 02:15:00 UTC")
+    assert copy["last_error"] == "SchemaError: gone"
+    assert (copy["rows_last_run"], copy["rows_total"]) == (4, 120)
+    assert load["last_run"] == "2025-06-01 02:15:00 UTC" and load["last_failure"] is None
+    text = cs.history_and_status()["text"]
+    assert "4/120" in text and "SchemaError: gone" in text
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2d", dt.datetime(2025, 5, 30, 12, 0)), ("12h", dt.datetime(2025, 6, 1, 0, 0)),
+    ("30m", dt.datetime(2025, 6, 1, 11, 30)), ("2025-05-01", dt.datetime(2025, 5, 1)),
+    ("2025-05-01 02:00", dt.datetime(2025, 5, 1, 2, 0)), ("2025-05-01T04:00:00+02:00", dt.datetime(2025, 5, 1, 2, 0)),
+])
+def test_since_is_an_age_or_a_utc_moment(text, expected) -> None:
+    from etl.status import parse_since
+
+    assert parse_since(text, now=dt.datetime(2025, 6, 1, 12, 0)) == expected
+
+
+def test_a_bad_since_or_phase_is_a_usage_error() -> None:
+    from etl.errors import ConfigError
+    from etl.status import history, parse_since
+
+    with pytest.raises(ConfigError, match="--since 'yesterday'"):
+        parse_since("yesterday")
+    with pytest.raises(ConfigError, match="--phase"):
+        history(cs.SETTINGS, phase="nope")

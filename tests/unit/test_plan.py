@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from etl.config import TableConfig
-from etl.errors import SchemaError
+from etl.errors import ConfigError, SchemaError
 from etl.plan import Bound, Horizon, StoredState, make_plan
 from etl.render import Ident
 from etl.schema import Column, TableSchema
@@ -189,9 +189,9 @@ def test_strategy_override() -> None:
     assert (plan.strategy, plan.reason) == ("primary", "--strategy requested")
     same = make_plan("copy", config(), PATIENT, STORED, HORIZON, strategy_override="primary")
     assert (same.strategy, same.reason) == ("primary", "stored watermark")
-    with pytest.raises(SchemaError, match=r"^table appointment: --strategy primary needs a primary incremental column$"):
+    with pytest.raises(ConfigError, match=r"^table appointment: --strategy primary needs a primary incremental column$"):
         make_plan("copy", fallback_config(), APPOINTMENT, FALLBACK_STORED, HORIZON, strategy_override="primary")
-    with pytest.raises(SchemaError, match=r"^table patient: --strategy fallback needs primary_incremental_column none$"):
+    with pytest.raises(ConfigError, match=r"^table patient: --strategy fallback needs primary_incremental_column none$"):
         make_plan("copy", config(), PATIENT, STORED, HORIZON, strategy_override="fallback")
 
 

@@ -60,3 +60,35 @@ def test_off_means_no_thread(monkeypatch) -> None:
         bar.advance(5)
         assert progress._display.thread is None
     assert bar.rows == 5
+
+
+def test_a_terminal_reporting_zero_columns_gets_a_line_that_never_wraps(monkeypatch) -> None:
+    import io
+    import os
+
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stream = io.StringIO()
+    stream.fileno = lambda: 2  # type: ignore[method-assign]
+    assert progress._width(stream) == 80
+    monkeypatch.setenv("COLUMNS", "40")
+    assert progress._width(stream) == 40
+    display = progress._Display()
+    tracker = progress.Tracker("copy procedurelog " + "x" * 100, 1000, True)
+    display._draw(stream, [tracker])
+    assert len(stream.getvalue().split("\x1b[K")[-1]) <= 39
+
+
+def test_a_log_record_never_shares_the_progress_line() -> None:
+    import io
+    import logging
+
+    stream = io.StringIO()
+    progress._display._draw_locked(stream, [progress.Tracker("copy patient", None, True)])
+    assert progress._display.drawn
+    handler = progress.LogHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.emit(logging.LogRecord("etl", logging.INFO, __file__, 1, "a log line", None, None))
+    text = stream.getvalue()
+    # The line was wiped (carriage return, erase) before the record: the record starts a clean line.
+    assert text.endswith("\r\x1b[Ka log line\n") and not progress._display.drawn

@@ -45,7 +45,7 @@ def phase(monkeypatch):
         return item
 
     monkeypatch.setitem(runner.PHASES, "copy", fake)
-    monkeypatch.setattr(runner.time, "sleep", lambda seconds: calls.append(("slept", seconds)))
+    monkeypatch.setattr(runner.stop, "requested_during", lambda seconds: calls.append(("slept", seconds)) and False)
     return script, calls
 
 
@@ -204,3 +204,94 @@ def test_a_build_without_results_fails_every_chosen_table_with_dbts_reason() -> 
                                                                    result=None), "raw")
     assert [w.status for w in windows] == ["failed", "failed"]
     assert windows[0].error == "dbt build failed: Compilation Error in x"
+
+
+def test_no_retry_starts_after_a_stop_request(phase) -> None:
+    from etl import stop
+
+    script, calls = phase
+    script += [pymysql.err.OperationalError(2013, "Lost connection"), runner._Summary("primary", 10, 4)]
+    stop.request()
+    try:
+        result = runner.run_table(SETTINGS, "copy", TABLE, "run")
+    finally:
+        stop.reset()
+    assert (result.ok, result.attempts) == (False, 1) and not [c for c in calls if isinstance(c, tuple)]
+
+
+def test_an_interrupted_table_is_not_retried(phase) -> None:
+    from etl import stop
+
+    script, calls = phase
+    script += [stop.Interrupted("interrupted by SIGTERM"), runner._Summary("primary", 10, 4)]
+    result = runner.run_table(SETTINGS, "copy", TABLE, "run")
+    assert (result.ok, result.attempts, result.error) == (False, 1, "interrupted by SIGTERM")
+
+
+def test_stale_block_folders_of_dead_processes_are_swept(tmp_path) -> None:
+    import os
+    import subprocess
+
+    from etl.dialects import mysql
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    stale = tmp_path / f"{mysql.BLOCK_FOLDER_PREFIX}{child.pid}-abc"
+    live = tmp_path / f"{mysql.BLOCK_FOLDER_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "etl-copy-notapid"
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "block.txt").write_bytes(b"rows")
+    assert mysql.sweep_block_folders(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_block_files_are_private_and_removed_on_every_exit(tmp_path, monkeypatch) -> None:
+    import os
+    import stat
+    import tempfile
+
+    from etl.dialects import mysql
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(RuntimeError):
+            with mysql.block_files() as write:
+                path = write(b"1\tpatient")
+                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+                assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+                raise RuntimeError("a failure mid-copy")
+    finally:
+        os.umask(old)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upsert_counts_say_changed_not_affected() -> None:
+    """MySQL counts an updated row twice in an upsert's affected rows; its info line says how many."""
+    from types import SimpleNamespace
+
+    from etl.executor import _rows_changed
+
+    def cursor(rowcount, message):
+        return SimpleNamespace(rowcount=rowcount, _result=SimpleNamespace(message=message))
+
+    assert _rows_changed(cursor(400, b"&Records: 400  Duplicates: 200  Warnings: 0")) == (200, 400)  # 200 updated
+    assert _rows_changed(cursor(0, b"&Records: 400  Duplicates: 0  Warnings: 0")) == (0, 400)      # re-read only
+    assert _rows_changed(cursor(5, b"&Records: 7  Duplicates: 1  Warnings: 0")) == (4, 7)          # 3 new, 1 updated
+    assert _rows_changed(cursor(3, b"Records: 3  Deleted: 0  Skipped: 0  Warnings: 0")) == (3, None)  # LOAD DATA
+    assert _rows_changed(SimpleNamespace(rowcount=-1)) == (0, None)
+
+
+def test_json_log_lines_are_one_object_each_with_secrets_masked() -> None:
+    import json
+    import logging
+
+    from etl.cli import _JsonFormatter
+
+    record = logging.LogRecord("etl.runner", logging.ERROR, __file__, 1, "cannot reach %s",
+                               ("mysql+pymysql://etl:secret@db/opendental",), None)
+    line = _JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert "\n" not in line and entry["level"] == "error" and entry["logger"] == "etl.runner"
+    assert "secret" not in line and "***" in entry["message"] and entry["time"].endswith("+00:00")

@@ -143,3 +143,23 @@ def _settings(source: str, replica: str) -> Settings:
 ])
 def test_same_mysql_server(source: str, replica: str, same: bool) -> None:
     assert _settings(source, replica).same_mysql_server() is same
+
+
+def test_dotenv_inline_comments_are_stripped_but_a_hash_inside_a_value_stays(tmp_path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("ETL_RETRIES=5   # more patience at night\n"
+                    "ETL_RAW_SCHEMA='raw_north' # quoted, then a comment\n"
+                    "ETL_TABLES=tables#1.yml\n"
+                    'ETL_SOURCE_URL="mysql+pymysql://etl:pa # ss@db/opendental"\n')
+    values = read_dotenv(path)
+    assert values["ETL_RETRIES"] == "5" and values["ETL_RAW_SCHEMA"] == "raw_north"
+    assert values["ETL_TABLES"] == "tables#1.yml"
+    assert values["ETL_SOURCE_URL"] == "mysql+pymysql://etl:pa # ss@db/opendental"
+
+
+@pytest.mark.parametrize("url", ["mysql+pymysql://root:p@ss word@host:notaport/db", "mysql://u:s3cr3t@h:x/db"])
+def test_a_url_that_does_not_parse_is_never_echoed(tmp_path, url) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.load({"ETL_SOURCE_URL": url}, cwd=tmp_path)
+    assert "ETL_SOURCE_URL" in str(caught.value) and "ss word" not in str(caught.value)
+    assert "s3cr3t" not in str(caught.value) and url not in str(caught.value)

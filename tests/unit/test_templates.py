@@ -76,6 +76,8 @@ TOOL_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/demo/create_database": (lambda: dict(database=Ident("opendental_demo")), set()),
     "mysql/demo/drop_database": (lambda: dict(database=Ident("opendental_demo")), set()),
     "mysql/demo/session_fill": (dict, set()),
+    "mysql/demo/database_marker": (dict, {"database"}),
+    "mysql/demo/mark_database": (lambda: dict(database=Ident("opendental_demo")), set()),
 }
 
 
@@ -209,3 +211,12 @@ def test_template_files_are_utf8_and_end_with_a_newline() -> None:
         for path in Path(TEMPLATE_DIR / dialect).rglob("*.sql.j2"):
             text = path.read_text(encoding="utf-8")
             assert text.endswith("\n"), path
+
+
+def test_demo_marker_is_the_comment_the_demo_databases_get() -> None:
+    """etl demo-data recognises its own databases by their comment: both DDL templates must write it."""
+    from etl.tools.demo import DEMO_MARKER
+
+    for name in ("mysql/demo/create_database", "mysql/demo/mark_database"):
+        sql, _ = render(name, database=Ident("opendental_demo")).to_dbapi({})
+        assert f"COMMENT '{DEMO_MARKER}'" in sql

@@ -212,7 +212,7 @@ def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = Non
         for table in selected:
             log.info("verifying %s", table.name)
             results.append(verify_table(settings, conns, table))
-        staging, staging_error = verify_staging(settings, conns.raw, selected)
+        staging, staging_error = verify_staging(settings, conns.raw, config, selected)
     finally:
         conns.close()
     for result in results:
@@ -236,7 +236,8 @@ def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = Non
 NO_DBT = "not checked: dbt is not installed (pip install -e '.[dbt]')"
 
 
-def verify_staging(settings: Settings, conn: Any, selected: list[TableConfig]) -> tuple[dict[str, list[dict]], str | None]:
+def verify_staging(settings: Settings, conn: Any, config: EtlConfig,
+                   selected: list[TableConfig]) -> tuple[dict[str, list[dict]], str | None]:
     """The keys of every dbt model that mirrors a selected table (etl/phases/transform.py keyed_models)
     against raw's, up to the last run the transform took: table -> one result per model, and why the
     layer could not be checked (None when it was, or when dbt is not installed: there is no layer)."""
@@ -254,7 +255,9 @@ def verify_staging(settings: Settings, conn: Any, selected: list[TableConfig]) -
         return {}, error
     target = for_url(settings.analytics_url)
     store = tracking.store(settings, "analytics")
-    keyed = transform.keyed_models(manifest, settings.raw_schema, {t.name: t.primary_key for t in selected})
+    # every configured table: whether a model reads only one of them does not depend on the selection
+    keyed = transform.keyed_models(manifest, settings.raw_schema,
+                                   {name: t.primary_key for name, t in config.tables.items()})
     out: dict[str, list[dict]] = {}
     for table in selected:
         for model in keyed.get(table.name, []):

@@ -211,6 +211,20 @@ def test_migrate_creates_databases_schema_and_tables(settings):
     assert_no_drift(settings)
 
 
+def test_dbt_sources_lists_the_tracking_tables_of_the_head(settings):
+    """`etl dbt-sources` declares the tracking tables column by column (etl/dbt_sources.py TRACKING_TABLES):
+    the same tables and columns, in order, with the same types, as a database migrated to the head."""
+    from etl.dbt_sources import TRACKING_TABLES
+
+    migrate(settings)
+    assert set(TRACKING_TABLES) == set(PG_TABLES)
+    for table, (_, columns) in TRACKING_TABLES.items():
+        live = pg_columns(settings.analytics_url, table)
+        assert [name for name, _, _ in columns] == list(live), table
+        kinds = {"timestamp": TS, "varchar(36)": "varchar(36)"}
+        assert [kinds.get(kind, kind) for _, kind, _ in columns] == [kind for kind, _ in live.values()], table
+
+
 def test_migrate_twice_is_a_no_op(settings):
     migrate(settings)
     with contextlib.closing(mysql_conn(settings.replica_url)) as conn:

@@ -4,8 +4,11 @@
 compares data (copy, load, run, verify, reconcile) first runs :func:`check_columns` on the tables it was
 asked for: a configured column (primary_key, incremental_columns, primary_incremental_column) that the
 live table lacks, or a watermark column of a type that cannot carry one, stops the command with exit 2
-before anything is written -- no tracking row, no replica table. Without it a misspelt incremental column
-was skipped with a warning and the table read on the remaining ones, exit 0.
+before any data moves -- no replica or raw table is created or changed. Without it a misspelt incremental
+column was skipped with a warning and the table read on the remaining ones, exit 0. A table that has run
+before (it has a tracking row) and lost a configured column at the source is recorded `failed`, with the
+error in its run history (the runner does that), so `etl status` never keeps showing its last success; a
+new or misspelt entry leaves the tracking untouched.
 """
 
 from __future__ import annotations
@@ -42,24 +45,33 @@ def column_problems(where: str, table: TableConfig, schema: TableSchema, side: s
 
 def check_columns(settings: Settings, config: EtlConfig, tables: Iterable[TableConfig], *,
                   against: str = "source") -> None:
-    """Raise ConfigError (exit 2) naming every configured column the live tables lack; nothing is written.
+    """Raise ConfigError (exit 2) naming every configured column the live tables lack; nothing is written."""
+    problems = column_problems_by_table(settings, config, tables, against=against)
+    if problems:
+        raise ConfigError("\n".join(line for lines in problems.values() for line in lines))
+
+
+def column_problems_by_table(settings: Settings, config: EtlConfig, tables: Iterable[TableConfig], *,
+                             against: str = "source") -> dict[str, list[str]]:
+    """Table -> the problems of its configured columns against the live table (tables without any absent).
 
     `against`: "source" (copy, run, verify, reconcile) or "replica" (a load alone reads the replica, and
     its source may be out of reach). A table missing there is left to the phase, which fails that table
     alone and records it. Three short information_schema reads per table."""
     url = settings.source_url if against == "source" else settings.replica_url
     conn = mysql.connect(url, role=against)
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}
     try:
         for table in tables:
             schema = mysql.reflect_table(conn, url.database, table.name)
             if schema is not None:
-                problems += column_problems(f"{config.path}: table {table.name!r}", table, schema, against)
+                found = column_problems(f"{config.path}: table {table.name!r}", table, schema, against)
+                if found:
+                    problems[table.name] = found
         conn.commit()
     finally:
         conn.close()
-    if problems:
-        raise ConfigError("\n".join(problems))
+    return problems
 
 
 def check_config(settings: Settings, config: EtlConfig) -> list[str]:

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from etl import stop
+from etl import stop, tracking
 from etl.config import EtlConfig, TableConfig
 from etl.dialects import BY_DRIVER
-from etl.errors import ConnectionFailed, EtlError, mask_secrets
+from etl.errors import ConfigError, ConnectionFailed, EtlError, mask_secrets
 from etl.locks import LockBusy, table_lock
 from etl.settings import Settings
 from etl.stop import Interrupted
@@ -126,15 +126,22 @@ def run_phases(settings: Settings, config: EtlConfig, phases: list[str], tables:
                reconcile_after_load: bool = True) -> list[TableResult]:
     """Each selected table through `phases` in order, `jobs` tables at a time. reconcile_after_load=False
     leaves the delete detection of `reconcile` tables to a separate `etl reconcile` (a scheduler's task)."""
-    from etl.check import check_columns
+    from etl.check import column_problems_by_table
 
     selected: list[TableConfig] = config.select(tables)
     preflight(settings, phases)
-    # The configured columns against the live tables before anything is written (exit 2): the source when
-    # this run reads it, the replica for a load alone (its source may be out of reach).
-    if "copy" in phases or "load" in phases:
-        check_columns(settings, config, selected, against="source" if "copy" in phases else "replica")
     run_id = str(uuid.uuid4())
+    # The configured columns against the live tables before any data moves (exit 2): the source when this
+    # run reads it, the replica for a load alone (its source may be out of reach). A table that ran before
+    # is recorded failed (its status must not stay a stale success); a new or misspelt entry writes nothing.
+    if "copy" in phases or "load" in phases:
+        first = "copy" if "copy" in phases else "load"
+        problems = column_problems_by_table(settings, config, selected,
+                                            against="source" if first == "copy" else "replica")
+        if problems:
+            tracking.record_refused(settings, first, {t: "; ".join(problems[t.name]) for t in selected
+                                                      if t.name in problems}, run_id)
+            raise ConfigError("\n".join(line for lines in problems.values() for line in lines))
     if "copy" in phases:  # block files of runs killed outright (they hold table rows)
         from etl.dialects.mysql import sweep_block_folders
         for path in sweep_block_folders():

@@ -238,6 +238,35 @@ def for_phase(settings: Settings, phase: str) -> Store:
     return store(settings, PHASE_SIDE[phase])
 
 
+def record_refused(settings: Settings, phase: str, refused: dict[Any, str], run_id: str) -> list[str]:
+    """Tables a run refused before any data moved (a configured column gone at the source): each one that
+    already has a tracking row for `phase` is marked failed with the error in its run history, so `etl
+    status` never keeps showing its last success. A table without one (a new entry, a typo) is left
+    untouched: bad input writes nothing. Best effort (tracking not migrated yet: nothing recorded).
+    Returns the tables recorded."""
+    side = PHASE_SIDE[phase]
+    url = settings.replica_url if side == "replica" else settings.analytics_url
+    target = store(settings, side)
+    started = utc_now()
+    try:
+        conn = target.dialect.connect(url, role=side)
+    except Exception:
+        return []
+    try:
+        known = target.all_rows(conn, phase)
+        recorded = []
+        for table, error in refused.items():
+            if table.name in known:
+                target.write_unplanned_failure(conn, phase, table, run_id, started, error)
+                recorded.append(table.name)
+        return recorded
+    except Exception:
+        conn.rollback()
+        return []
+    finally:
+        conn.close()
+
+
 @dataclass(frozen=True)
 class History:
     """One run-history row."""

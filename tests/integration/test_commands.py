@@ -145,12 +145,19 @@ def test_configured_column_missing_at_the_source_stops_every_command_before_it_w
 def test_configured_column_missing_in_the_replica_stops_a_load_before_it_writes(pipeline):
     _copy_and_load(pipeline)
     pipeline.replica("ALTER TABLE patient DROP COLUMN DateTStamp")
-    marks = pipeline.raw("SELECT count(*) FROM raw.etl_run_history")
+    before = pipeline.raw("SELECT * FROM raw.patient ORDER BY 1")
+    marks = pipeline.raw("SELECT count(*) FROM raw.etl_run_history")[0][0]
     result = etl(pipeline.settings, "load", "patient")
     assert result.returncode == 2
-    assert "table 'patient': primary_incremental_column: column 'DateTStamp' does not exist in the replica" \
-        in result.stderr
-    assert pipeline.raw("SELECT count(*) FROM raw.etl_run_history") == marks
+    problem = "table 'patient': primary_incremental_column: column 'DateTStamp' does not exist in the replica"
+    assert problem in result.stderr
+    # no data moved, but the table that loaded before is recorded failed: its status is not a stale success
+    assert pipeline.raw("SELECT * FROM raw.patient ORDER BY 1") == before
+    assert pipeline.raw("SELECT count(*) FROM raw.etl_run_history")[0][0] == marks + 1
+    (status, error), = pipeline.raw("SELECT status, error FROM raw.etl_run_history ORDER BY id DESC LIMIT 1")
+    assert status == "failed" and problem in error
+    assert pipeline.raw("SELECT load_status FROM raw.etl_load_status WHERE table_name = 'patient'") == [("failed",)]
+    assert "failed" in etl(pipeline.settings, "status").stdout
 
 
 @pytest.mark.parametrize("key, suggestion", [("delete_detecton", "delete_detection"),

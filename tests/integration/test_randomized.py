@@ -137,7 +137,8 @@ class World:
                               (self.rng.randint(2, 9), self.tick(), key))
             return ["added proc.Qty and appt.Pinned"]
         if round_ == 3:
-            self.p.source("ALTER TABLE proc MODIFY Note varchar(200) NOT NULL, MODIFY Status smallint unsigned NOT NULL")
+            self.p.source("ALTER TABLE proc MODIFY Note varchar(200) NOT NULL, "
+                          "MODIFY Status smallint unsigned NOT NULL")
             self.p.source("ALTER TABLE seclog MODIFY LogText text NOT NULL")
             for key in self.rng.sample(self.keys("proc", "ProcNum"), 5):
                 self.p.source("UPDATE proc SET Note = %s, Status = %s, DateTStamp = %s WHERE ProcNum = %s",

@@ -11,6 +11,7 @@ import pytest
 from etl.config import load_config
 from etl.runner import run_phases
 from tests.integration.engine_helpers import Pipeline
+from tests.integration.test_trust import etl
 
 pytestmark = pytest.mark.integration
 
@@ -113,11 +114,12 @@ def test_a_narrowing_change_fails_the_table_until_full_rebuilds_it(proc):
     proc.source("ALTER TABLE procedurelog MODIFY Surf varchar(4) NOT NULL DEFAULT ''")
     proc.source("UPDATE procedurelog SET Surf = 'abcd', DateTStamp = %s WHERE ProcNum = 1", (LATER,))
     before = proc.replica("SELECT * FROM procedurelog ORDER BY ProcNum")
-    results = run(proc)
-    copy = results["copy"]
-    assert not copy.ok
-    assert copy.error.count("\n") == 0
-    assert "Surf varchar(10) -> varchar(4)" in copy.error and "etl run --full procedurelog" in copy.error
+    cli = etl(proc.run_settings, "copy", "procedurelog")
+    assert cli.returncode == 1, cli.stderr
+    said = [line for line in cli.stderr.splitlines() if "Surf varchar(10) -> varchar(4)" in line]
+    assert len(said) == 1 and "etl run --full procedurelog" in said[0], cli.stderr
+    copy = run(proc)["copy"]
+    assert not copy.ok and copy.error.count("\n") == 0
     assert proc.replica("SELECT * FROM procedurelog ORDER BY ProcNum") == before  # nothing written, nothing cut
     assert proc.replica("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
                         "AND TABLE_NAME = 'procedurelog' AND COLUMN_NAME = 'Surf'") == (("varchar(10)",),)

@@ -8,7 +8,8 @@ same text. So what is printed and tested is what runs.
 
 Steps:
 
-* :class:`Exec` one statement; :class:`Observe` one statement whose answer is a watermark maximum;
+* :class:`Exec` one statement; :class:`Chunked` one statement run over key-ordered chunks of a read, each
+  chunk's end found first and its size following the time the last chunk took; :class:`Observe` one statement whose answer is a watermark maximum;
   :class:`Note` a line for the run history; :class:`When` steps that run only if a check answers true;
 * :class:`Transfer` a read feeding a sink: a :class:`BlockRead` (boundary and block statements: blocks of
   text rendered by MySQL) or a :class:`BatchRead` (keyset batches of rows), into a :class:`CopyStream`
@@ -70,6 +71,8 @@ BOUNDARY_LABELS = {(False,): "first boundary", (True,): "next boundary"}
 BLOCK_LABELS = {(False, True): "first block", (True, True): "next block",
                 (False, False): "only block", (True, False): "last block"}
 BATCH_LABELS = {(False,): "first batch", (True,): "next batches"}
+CHUNK_LABELS = {(False, True): "first chunk", (True, True): "next chunk",
+                (False, False): "only chunk", (True, False): "last chunk"}
 
 
 # ---------------------------------------------------------------- steps
@@ -88,6 +91,23 @@ class Exec(Step):
     params: Mapping[str, Any] = field(default_factory=dict)
     counts: tuple[str, ...] = ()       # Outcome counters its affected rows add to (rows_read, rows_written)
     progress: str | None = None        # label of a progress line while it runs (a server-side copy)
+
+
+@dataclass(frozen=True)
+class Chunked(Step):
+    """Run one statement chunk by chunk over a read in plan order (a server-side copy): per chunk the
+    boundary query finds the chunk's last key (`offset` rows on), then `statement` runs on the rows after
+    the previous chunk's last key up to it. The chunk's rows follow the time both took (etl/blocks.resize),
+    so no statement locks a MyISAM source table for much longer than `seconds`."""
+
+    on: str
+    boundary: Variants                 # after_key; binds: the plan's window, k<i>, offset
+    statement: Variants                # after_key, upto_key; binds: `params`, k<i>, u<i>
+    params: Mapping[str, Any]
+    seconds: float
+    start_after: tuple | None = None   # resume past this key (plan order)
+    counts: tuple[str, ...] = ()
+    progress: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,7 @@ class BlockRead:
     params: Mapping[str, Any]               # the block's binds besides the keysets
     start_after: tuple | None = None        # resume past this key (plan order)
     fresh_reads: str | None = None          # commit the reading connection after each block; fault point
+    seconds: float | None = None            # a block's queries aim at this duration (the source's)
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,7 @@ class BatchRead:
     params: Mapping[str, Any]
     start_after: tuple | None = None
     fresh_reads: bool = True                # commit the reading connection after each batch
+    seconds: float | None = None            # a batch's query aims at this duration (the source's)
 
 
 @dataclass(frozen=True)
@@ -280,6 +302,9 @@ def _title(step: Step) -> str:
     counts = f"; its rows count as {' and '.join(step.counts)}" if getattr(step, "counts", ()) else ""
     if isinstance(step, Exec):
         return f"run on the {step.on}{counts}"
+    if isinstance(step, Chunked):
+        resume = f", resuming after key ({_key(step.start_after)})" if step.start_after is not None else ""
+        return f"run on the {step.on} chunk by chunk in key order (~{step.seconds:g} s each){resume}{counts}"
     if isinstance(step, ExecRows):
         return f"run on the {step.on} once per row{counts}"
     if isinstance(step, Observe):
@@ -311,6 +336,8 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
         return [("", step.statement)]
     if isinstance(step, When):
         return [("check", step.check)]
+    if isinstance(step, Chunked):
+        return step.boundary.all() + step.statement.all()
     if isinstance(step, Transfer):
         read = step.read
         out: list[tuple[str, Statement]] = []

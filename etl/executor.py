@@ -132,27 +132,25 @@ class Executor:
             self.outcome.observe(bound.column, value)
 
     def chunked(self, step: Chunked) -> None:
-        """A statement over a read in key-ordered chunks (recipe.Chunked): each chunk's end is found first,
-        so chunks never overlap and the last runs to the end of the window; the chunk's rows follow the
-        time the last chunk's two statements took. Nothing commits here: the phase's own commit, after
-        its tracking, makes every chunk's rows visible at once (a crash leaves none)."""
-        conn, plan = self.conns[step.on], self.plan
-        order_kinds = plan.lead_kinds[:len(plan.order)]
-        window = plan.window_params()
+        """A statement over a table in chunks of its primary key (recipe.Chunked): each chunk's last key is
+        found first, so chunks never overlap and the last runs to the end of the table; the chunk's keys
+        follow the time the last chunk's two statements took. Nothing commits here: the phase's own commit,
+        after its tracking, makes every chunk's rows visible at once (a crash leaves none)."""
+        conn = self.conns[step.on]
         params = self._resolve(step.params)
-        after, rows = step.start_after, FIRST_BLOCK_ROWS
+        after, keys = None, FIRST_BLOCK_ROWS
         with _progress(step.progress), conn.cursor() as cur:
             while True:
                 keyset = {} if after is None else {f"k{i}": v for i, v in enumerate(after)}
                 started = time.monotonic()
-                found = fetch_one(conn, step.boundary.get(after is not None), dict(window, **keyset, offset=rows - 1))
-                upto = None if found is None else tuple(watermark.typed(v, k) for v, k in zip(found, order_kinds))
+                found = fetch_one(conn, step.boundary.get(after is not None), dict(keyset, offset=keys - 1))
+                upto = None if found is None else tuple(watermark.typed(v, k) for v, k in zip(found, step.kinds))
                 bounds = dict(params, **keyset, **({} if upto is None else {f"u{i}": v for i, v in enumerate(upto)}))
                 execute(cur, step.statement.get(after is not None, upto is not None), bounds)
                 self._count(step.counts, max(cur.rowcount, 0))
                 if upto is None:
                     return
-                after, rows = upto, resize(rows, time.monotonic() - started, step.seconds)
+                after, keys = upto, resize(keys, time.monotonic() - started, step.seconds)
 
     # ------------------------------------------------------------ transfers
 

@@ -8,7 +8,7 @@ same text. So what is printed and tested is what runs.
 
 Steps:
 
-* :class:`Exec` one statement; :class:`Chunked` one statement run over key-ordered chunks of a read, each
+* :class:`Exec` one statement; :class:`Chunked` one statement run over chunks of the primary key, each
   chunk's end found first and its size following the time the last chunk took; :class:`Observe` one statement whose answer is a watermark maximum;
   :class:`Note` a line for the run history; :class:`When` steps that run only if a check answers true;
 * :class:`Transfer` a read feeding a sink: a :class:`BlockRead` (boundary and block statements: blocks of
@@ -95,17 +95,18 @@ class Exec(Step):
 
 @dataclass(frozen=True)
 class Chunked(Step):
-    """Run one statement chunk by chunk over a read in plan order (a server-side copy): per chunk the
-    boundary query finds the chunk's last key (`offset` rows on), then `statement` runs on the rows after
-    the previous chunk's last key up to it. The chunk's rows follow the time both took (etl/blocks.resize),
-    so no statement locks a MyISAM source table for much longer than `seconds`."""
+    """Run one statement chunk by chunk over a table's primary key (a server-side copy): per chunk the
+    boundary query finds the chunk's last key (`offset` keys on, index only), then `statement` runs on the
+    rows of its filter after the previous chunk's last key up to it. The chunk's keys follow the time both
+    took (etl/blocks.resize), so no statement locks a MyISAM source table for much longer than `seconds`,
+    whether or not the filter's column is indexed: the chunks walk the key, never the watermark."""
 
     on: str
-    boundary: Variants                 # after_key; binds: the plan's window, k<i>, offset
+    boundary: Variants                 # after_key; binds: k<i>, offset
     statement: Variants                # after_key, upto_key; binds: `params`, k<i>, u<i>
     params: Mapping[str, Any]
+    kinds: tuple[str, ...]             # how each key column's value is typed (watermark.typed)
     seconds: float
-    start_after: tuple | None = None   # resume past this key (plan order)
     counts: tuple[str, ...] = ()
     progress: str | None = None
 
@@ -303,8 +304,7 @@ def _title(step: Step) -> str:
     if isinstance(step, Exec):
         return f"run on the {step.on}{counts}"
     if isinstance(step, Chunked):
-        resume = f", resuming after key ({_key(step.start_after)})" if step.start_after is not None else ""
-        return f"run on the {step.on} chunk by chunk in key order (~{step.seconds:g} s each){resume}{counts}"
+        return f"run on the {step.on} chunk by chunk over the primary key (~{step.seconds:g} s each){counts}"
     if isinstance(step, ExecRows):
         return f"run on the {step.on} once per row{counts}"
     if isinstance(step, Observe):

@@ -4,9 +4,9 @@
 the replica table's state, a crowded second's resume key, LOAD DATA LOCAL on the replica), :func:`decide`
 turns them into a :class:`Situation` (pure), and :func:`recipe` into the steps the executor runs (pure):
 
-* same server: rows move with INSERT ... SELECT and never pass through Python, one key-ordered chunk per
-  statement, each sized to take about ETL_CHUNK_SECONDS (a MyISAM source table is locked against every
-  writer while a statement reads it);
+* same server: rows move with INSERT ... SELECT and never pass through Python, one chunk of the primary
+  key per statement, each sized to take about ETL_CHUNK_SECONDS (a MyISAM source table is locked against
+  every writer while a statement reads it);
 * separate servers: the source renders blocks of rows as LOAD DATA text (mysql/copy_select, one value per
   block, read while the previous block is written) and the replica takes each block with LOAD DATA LOCAL
   INFILE, into a stage that is upserted (or straight into the empty target of a full refresh); without
@@ -159,17 +159,23 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
         steps.append(Note("resume", facts.resume_note(situation.resume_after), log="info"))
 
     if situation.rows == "server-side":
+        # Chunks walk the primary key whatever the strategy: the source indexes no watermark column of most
+        # OpenDental tables, so a read in watermark order would scan the table for every chunk.
+        keyed = replace(plan, strategy="full")
+        resume = {f"r{i}": v for i, v in enumerate(situation.resume_after or ())}
+
         def insert(**flags: bool):
-            return mysql.render("copy_insert_select", plan=plan, columns=columns, update_columns=update_columns,
-                                target=target, replica_db=replica_db, source_db=source_db, **flags)
+            return mysql.render("copy_insert_select", plan=plan, chunk_order=plan.key, columns=columns,
+                                update_columns=update_columns, target=target, replica_db=replica_db,
+                                source_db=source_db, resume=bool(resume), **flags)
 
         steps.append(Chunked(
             "server-side", "replica",
-            boundary=Variants(lambda **f: mysql.render("read_boundary", plan=plan, database=source_db, **f),
+            boundary=Variants(lambda **f: mysql.render("read_boundary", plan=keyed, database=source_db, **f),
                               ("after_key",), BOUNDARY_LABELS),
-            statement=Variants(insert, ("after_key", "upto_key"), CHUNK_LABELS), params=plan.window_params(),
-            seconds=place.chunk_seconds, start_after=situation.resume_after, counts=("rows_written", "rows_read"),
-            progress=f"copy {table} (server-side)"))
+            statement=Variants(insert, ("after_key", "upto_key"), CHUNK_LABELS),
+            params=dict(plan.window_params(), **resume), kinds=keyed.lead_kinds[:len(plan.key)],
+            seconds=place.chunk_seconds, counts=("rows_written", "rows_read"), progress=f"copy {table} (server-side)"))
         for bound in plan.bounds:
             window = bound if plan.strategy != "full" else Bound(bound.column, bound.kind, None, bound.upper,
                                                                  bound.upper_inclusive)

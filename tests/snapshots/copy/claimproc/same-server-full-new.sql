@@ -11,7 +11,7 @@
 -- mysql/create_replica_index  (binds: none)
 -- = statements.sql mysql/create_replica_index.1
 
--- 3. [server-side] run on the replica chunk by chunk in key order (~0.25 s each); its rows count as rows_written and rows_read
+-- 3. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
 -- mysql/read_boundary (first boundary)  (binds: :offset)
 -- = statements.sql mysql/read_boundary.1
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset)

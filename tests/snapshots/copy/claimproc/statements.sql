@@ -451,12 +451,12 @@ ON DUPLICATE KEY UPDATE
   `IsOverpay` = VALUES(`IsOverpay`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.9  (binds: :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-  AND ((`SecDateTEdit` < :u0) OR (`SecDateTEdit` = :u0 AND `ClaimProcNum` <= :u1))
+  AND ((`ClaimProcNum` <= :u0))
 ON DUPLICATE KEY UPDATE
   `ProcNum` = VALUES(`ProcNum`),
   `ClaimNum` = VALUES(`ClaimNum`),
@@ -507,13 +507,13 @@ ON DUPLICATE KEY UPDATE
   `IsOverpay` = VALUES(`IsOverpay`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.10  (binds: :k0, :k1, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-  AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `ClaimProcNum` > :k1))
-  AND ((`SecDateTEdit` < :u0) OR (`SecDateTEdit` = :u0 AND `ClaimProcNum` <= :u1))
+  AND ((`ClaimProcNum` > :k0))
+  AND ((`ClaimProcNum` <= :u0))
 ON DUPLICATE KEY UPDATE
   `ProcNum` = VALUES(`ProcNum`),
   `ClaimNum` = VALUES(`ClaimNum`),
@@ -619,12 +619,240 @@ ON DUPLICATE KEY UPDATE
   `IsOverpay` = VALUES(`IsOverpay`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.12  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-  AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `ClaimProcNum` > :k1))
+  AND ((`ClaimProcNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+  AND ((`ClaimProcNum` > :k0))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+  AND ((`ClaimProcNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `ProcNum` = VALUES(`ProcNum`),
   `ClaimNum` = VALUES(`ClaimNum`),

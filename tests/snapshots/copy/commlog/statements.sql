@@ -195,12 +195,12 @@ ON DUPLICATE KEY UPDATE
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
 
--- mysql/copy_insert_select.9  (binds: :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` < :u0) OR (`DateTStamp` = :u0 AND `CommlogNum` <= :u1))
+  AND ((`CommlogNum` <= :u0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `CommDateTime` = VALUES(`CommDateTime`),
@@ -219,13 +219,13 @@ ON DUPLICATE KEY UPDATE
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
 
--- mysql/copy_insert_select.10  (binds: :k0, :k1, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1))
-  AND ((`DateTStamp` < :u0) OR (`DateTStamp` = :u0 AND `CommlogNum` <= :u1))
+  AND ((`CommlogNum` > :k0))
+  AND ((`CommlogNum` <= :u0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `CommDateTime` = VALUES(`CommDateTime`),
@@ -267,12 +267,112 @@ ON DUPLICATE KEY UPDATE
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
 
--- mysql/copy_insert_select.12  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1))
+  AND ((`CommlogNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+  AND ((`CommlogNum` > :k0))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+  AND ((`CommlogNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `CommDateTime` = VALUES(`CommDateTime`),

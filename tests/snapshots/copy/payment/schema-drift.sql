@@ -9,18 +9,18 @@
 
 -- 2. [schema drift] note: column 'MerchantFee' added to the replica
 
--- 3. [server-side] run on the replica chunk by chunk in key order (~0.25 s each); its rows count as rows_written and rows_read
--- mysql/read_boundary (first boundary)  (binds: :offset, :w0_hi, :w0_lo)
--- = statements.sql mysql/read_boundary.3
--- mysql/read_boundary (next boundary)  (binds: :k0, :k1, :offset, :w0_hi, :w0_lo)
--- = statements.sql mysql/read_boundary.4
--- mysql/copy_insert_select (first chunk)  (binds: :u0, :u1, :w0_hi, :w0_lo)
+-- 3. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- mysql/read_boundary (first boundary)  (binds: :offset)
+-- = statements.sql mysql/read_boundary.1
+-- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
+-- = statements.sql mysql/read_boundary.2
+-- mysql/copy_insert_select (first chunk)  (binds: :u0, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_insert_select.9
--- mysql/copy_insert_select (next chunk)  (binds: :k0, :k1, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select (next chunk)  (binds: :k0, :u0, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_insert_select.10
 -- mysql/copy_insert_select (only chunk)  (binds: :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_insert_select.11
--- mysql/copy_insert_select (last chunk)  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select (last chunk)  (binds: :k0, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_insert_select.12
 
 -- 4. [server-side] run on the replica: the largest SecDateTEdit read

@@ -595,12 +595,12 @@ ON DUPLICATE KEY UPDATE
   `Urgency` = VALUES(`Urgency`),
   `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
 
--- mysql/copy_insert_select.9  (binds: :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
 SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
 FROM `opendental`.`procedurelog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` < :u0) OR (`DateTStamp` = :u0 AND `ProcNum` <= :u1))
+  AND ((`ProcNum` <= :u0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptNum` = VALUES(`AptNum`),
@@ -669,13 +669,13 @@ ON DUPLICATE KEY UPDATE
   `Urgency` = VALUES(`Urgency`),
   `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
 
--- mysql/copy_insert_select.10  (binds: :k0, :k1, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
 SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
 FROM `opendental`.`procedurelog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `ProcNum` > :k1))
-  AND ((`DateTStamp` < :u0) OR (`DateTStamp` = :u0 AND `ProcNum` <= :u1))
+  AND ((`ProcNum` > :k0))
+  AND ((`ProcNum` <= :u0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptNum` = VALUES(`AptNum`),
@@ -817,12 +817,312 @@ ON DUPLICATE KEY UPDATE
   `Urgency` = VALUES(`Urgency`),
   `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
 
--- mysql/copy_insert_select.12  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
 SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
 FROM `opendental`.`procedurelog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `ProcNum` > :k1))
+  AND ((`ProcNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptNum` = VALUES(`AptNum`),
+  `OldCode` = VALUES(`OldCode`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `ProcFee` = VALUES(`ProcFee`),
+  `Surf` = VALUES(`Surf`),
+  `ToothNum` = VALUES(`ToothNum`),
+  `ToothRange` = VALUES(`ToothRange`),
+  `Priority` = VALUES(`Priority`),
+  `ProcStatus` = VALUES(`ProcStatus`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `Dx` = VALUES(`Dx`),
+  `PlannedAptNum` = VALUES(`PlannedAptNum`),
+  `PlaceService` = VALUES(`PlaceService`),
+  `Prosthesis` = VALUES(`Prosthesis`),
+  `DateOriginalProsth` = VALUES(`DateOriginalProsth`),
+  `ClaimNote` = VALUES(`ClaimNote`),
+  `DateEntryC` = VALUES(`DateEntryC`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `DiagnosticCode` = VALUES(`DiagnosticCode`),
+  `IsPrincDiag` = VALUES(`IsPrincDiag`),
+  `ProcNumLab` = VALUES(`ProcNumLab`),
+  `BillingTypeOne` = VALUES(`BillingTypeOne`),
+  `BillingTypeTwo` = VALUES(`BillingTypeTwo`),
+  `CodeNum` = VALUES(`CodeNum`),
+  `CodeMod1` = VALUES(`CodeMod1`),
+  `CodeMod2` = VALUES(`CodeMod2`),
+  `CodeMod3` = VALUES(`CodeMod3`),
+  `CodeMod4` = VALUES(`CodeMod4`),
+  `RevCode` = VALUES(`RevCode`),
+  `UnitQty` = VALUES(`UnitQty`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `StartTime` = VALUES(`StartTime`),
+  `StopTime` = VALUES(`StopTime`),
+  `DateTP` = VALUES(`DateTP`),
+  `SiteNum` = VALUES(`SiteNum`),
+  `HideGraphics` = VALUES(`HideGraphics`),
+  `CanadianTypeCodes` = VALUES(`CanadianTypeCodes`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcTimeEnd` = VALUES(`ProcTimeEnd`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `Prognosis` = VALUES(`Prognosis`),
+  `DrugUnit` = VALUES(`DrugUnit`),
+  `DrugQty` = VALUES(`DrugQty`),
+  `UnitQtyType` = VALUES(`UnitQtyType`),
+  `StatementNum` = VALUES(`StatementNum`),
+  `IsLocked` = VALUES(`IsLocked`),
+  `BillingNote` = VALUES(`BillingNote`),
+  `RepeatChargeNum` = VALUES(`RepeatChargeNum`),
+  `SnomedBodySite` = VALUES(`SnomedBodySite`),
+  `DiagnosticCode2` = VALUES(`DiagnosticCode2`),
+  `DiagnosticCode3` = VALUES(`DiagnosticCode3`),
+  `DiagnosticCode4` = VALUES(`DiagnosticCode4`),
+  `ProvOrderOverride` = VALUES(`ProvOrderOverride`),
+  `Discount` = VALUES(`Discount`),
+  `IsDateProsthEst` = VALUES(`IsDateProsthEst`),
+  `IcdVersion` = VALUES(`IcdVersion`),
+  `IsCpoe` = VALUES(`IsCpoe`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `DateComplete` = VALUES(`DateComplete`),
+  `OrderingReferralNum` = VALUES(`OrderingReferralNum`),
+  `TaxAmt` = VALUES(`TaxAmt`),
+  `Urgency` = VALUES(`Urgency`),
+  `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
+SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
+FROM `opendental`.`procedurelog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `ProcNum` > :r1))
+  AND ((`ProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptNum` = VALUES(`AptNum`),
+  `OldCode` = VALUES(`OldCode`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `ProcFee` = VALUES(`ProcFee`),
+  `Surf` = VALUES(`Surf`),
+  `ToothNum` = VALUES(`ToothNum`),
+  `ToothRange` = VALUES(`ToothRange`),
+  `Priority` = VALUES(`Priority`),
+  `ProcStatus` = VALUES(`ProcStatus`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `Dx` = VALUES(`Dx`),
+  `PlannedAptNum` = VALUES(`PlannedAptNum`),
+  `PlaceService` = VALUES(`PlaceService`),
+  `Prosthesis` = VALUES(`Prosthesis`),
+  `DateOriginalProsth` = VALUES(`DateOriginalProsth`),
+  `ClaimNote` = VALUES(`ClaimNote`),
+  `DateEntryC` = VALUES(`DateEntryC`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `DiagnosticCode` = VALUES(`DiagnosticCode`),
+  `IsPrincDiag` = VALUES(`IsPrincDiag`),
+  `ProcNumLab` = VALUES(`ProcNumLab`),
+  `BillingTypeOne` = VALUES(`BillingTypeOne`),
+  `BillingTypeTwo` = VALUES(`BillingTypeTwo`),
+  `CodeNum` = VALUES(`CodeNum`),
+  `CodeMod1` = VALUES(`CodeMod1`),
+  `CodeMod2` = VALUES(`CodeMod2`),
+  `CodeMod3` = VALUES(`CodeMod3`),
+  `CodeMod4` = VALUES(`CodeMod4`),
+  `RevCode` = VALUES(`RevCode`),
+  `UnitQty` = VALUES(`UnitQty`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `StartTime` = VALUES(`StartTime`),
+  `StopTime` = VALUES(`StopTime`),
+  `DateTP` = VALUES(`DateTP`),
+  `SiteNum` = VALUES(`SiteNum`),
+  `HideGraphics` = VALUES(`HideGraphics`),
+  `CanadianTypeCodes` = VALUES(`CanadianTypeCodes`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcTimeEnd` = VALUES(`ProcTimeEnd`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `Prognosis` = VALUES(`Prognosis`),
+  `DrugUnit` = VALUES(`DrugUnit`),
+  `DrugQty` = VALUES(`DrugQty`),
+  `UnitQtyType` = VALUES(`UnitQtyType`),
+  `StatementNum` = VALUES(`StatementNum`),
+  `IsLocked` = VALUES(`IsLocked`),
+  `BillingNote` = VALUES(`BillingNote`),
+  `RepeatChargeNum` = VALUES(`RepeatChargeNum`),
+  `SnomedBodySite` = VALUES(`SnomedBodySite`),
+  `DiagnosticCode2` = VALUES(`DiagnosticCode2`),
+  `DiagnosticCode3` = VALUES(`DiagnosticCode3`),
+  `DiagnosticCode4` = VALUES(`DiagnosticCode4`),
+  `ProvOrderOverride` = VALUES(`ProvOrderOverride`),
+  `Discount` = VALUES(`Discount`),
+  `IsDateProsthEst` = VALUES(`IsDateProsthEst`),
+  `IcdVersion` = VALUES(`IcdVersion`),
+  `IsCpoe` = VALUES(`IsCpoe`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `DateComplete` = VALUES(`DateComplete`),
+  `OrderingReferralNum` = VALUES(`OrderingReferralNum`),
+  `TaxAmt` = VALUES(`TaxAmt`),
+  `Urgency` = VALUES(`Urgency`),
+  `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
+SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
+FROM `opendental`.`procedurelog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `ProcNum` > :r1))
+  AND ((`ProcNum` > :k0))
+  AND ((`ProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptNum` = VALUES(`AptNum`),
+  `OldCode` = VALUES(`OldCode`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `ProcFee` = VALUES(`ProcFee`),
+  `Surf` = VALUES(`Surf`),
+  `ToothNum` = VALUES(`ToothNum`),
+  `ToothRange` = VALUES(`ToothRange`),
+  `Priority` = VALUES(`Priority`),
+  `ProcStatus` = VALUES(`ProcStatus`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `Dx` = VALUES(`Dx`),
+  `PlannedAptNum` = VALUES(`PlannedAptNum`),
+  `PlaceService` = VALUES(`PlaceService`),
+  `Prosthesis` = VALUES(`Prosthesis`),
+  `DateOriginalProsth` = VALUES(`DateOriginalProsth`),
+  `ClaimNote` = VALUES(`ClaimNote`),
+  `DateEntryC` = VALUES(`DateEntryC`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `DiagnosticCode` = VALUES(`DiagnosticCode`),
+  `IsPrincDiag` = VALUES(`IsPrincDiag`),
+  `ProcNumLab` = VALUES(`ProcNumLab`),
+  `BillingTypeOne` = VALUES(`BillingTypeOne`),
+  `BillingTypeTwo` = VALUES(`BillingTypeTwo`),
+  `CodeNum` = VALUES(`CodeNum`),
+  `CodeMod1` = VALUES(`CodeMod1`),
+  `CodeMod2` = VALUES(`CodeMod2`),
+  `CodeMod3` = VALUES(`CodeMod3`),
+  `CodeMod4` = VALUES(`CodeMod4`),
+  `RevCode` = VALUES(`RevCode`),
+  `UnitQty` = VALUES(`UnitQty`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `StartTime` = VALUES(`StartTime`),
+  `StopTime` = VALUES(`StopTime`),
+  `DateTP` = VALUES(`DateTP`),
+  `SiteNum` = VALUES(`SiteNum`),
+  `HideGraphics` = VALUES(`HideGraphics`),
+  `CanadianTypeCodes` = VALUES(`CanadianTypeCodes`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcTimeEnd` = VALUES(`ProcTimeEnd`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `Prognosis` = VALUES(`Prognosis`),
+  `DrugUnit` = VALUES(`DrugUnit`),
+  `DrugQty` = VALUES(`DrugQty`),
+  `UnitQtyType` = VALUES(`UnitQtyType`),
+  `StatementNum` = VALUES(`StatementNum`),
+  `IsLocked` = VALUES(`IsLocked`),
+  `BillingNote` = VALUES(`BillingNote`),
+  `RepeatChargeNum` = VALUES(`RepeatChargeNum`),
+  `SnomedBodySite` = VALUES(`SnomedBodySite`),
+  `DiagnosticCode2` = VALUES(`DiagnosticCode2`),
+  `DiagnosticCode3` = VALUES(`DiagnosticCode3`),
+  `DiagnosticCode4` = VALUES(`DiagnosticCode4`),
+  `ProvOrderOverride` = VALUES(`ProvOrderOverride`),
+  `Discount` = VALUES(`Discount`),
+  `IsDateProsthEst` = VALUES(`IsDateProsthEst`),
+  `IcdVersion` = VALUES(`IcdVersion`),
+  `IsCpoe` = VALUES(`IsCpoe`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `DateComplete` = VALUES(`DateComplete`),
+  `OrderingReferralNum` = VALUES(`OrderingReferralNum`),
+  `TaxAmt` = VALUES(`TaxAmt`),
+  `Urgency` = VALUES(`Urgency`),
+  `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
+SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
+FROM `opendental`.`procedurelog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `ProcNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptNum` = VALUES(`AptNum`),
+  `OldCode` = VALUES(`OldCode`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `ProcFee` = VALUES(`ProcFee`),
+  `Surf` = VALUES(`Surf`),
+  `ToothNum` = VALUES(`ToothNum`),
+  `ToothRange` = VALUES(`ToothRange`),
+  `Priority` = VALUES(`Priority`),
+  `ProcStatus` = VALUES(`ProcStatus`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `Dx` = VALUES(`Dx`),
+  `PlannedAptNum` = VALUES(`PlannedAptNum`),
+  `PlaceService` = VALUES(`PlaceService`),
+  `Prosthesis` = VALUES(`Prosthesis`),
+  `DateOriginalProsth` = VALUES(`DateOriginalProsth`),
+  `ClaimNote` = VALUES(`ClaimNote`),
+  `DateEntryC` = VALUES(`DateEntryC`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `DiagnosticCode` = VALUES(`DiagnosticCode`),
+  `IsPrincDiag` = VALUES(`IsPrincDiag`),
+  `ProcNumLab` = VALUES(`ProcNumLab`),
+  `BillingTypeOne` = VALUES(`BillingTypeOne`),
+  `BillingTypeTwo` = VALUES(`BillingTypeTwo`),
+  `CodeNum` = VALUES(`CodeNum`),
+  `CodeMod1` = VALUES(`CodeMod1`),
+  `CodeMod2` = VALUES(`CodeMod2`),
+  `CodeMod3` = VALUES(`CodeMod3`),
+  `CodeMod4` = VALUES(`CodeMod4`),
+  `RevCode` = VALUES(`RevCode`),
+  `UnitQty` = VALUES(`UnitQty`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `StartTime` = VALUES(`StartTime`),
+  `StopTime` = VALUES(`StopTime`),
+  `DateTP` = VALUES(`DateTP`),
+  `SiteNum` = VALUES(`SiteNum`),
+  `HideGraphics` = VALUES(`HideGraphics`),
+  `CanadianTypeCodes` = VALUES(`CanadianTypeCodes`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcTimeEnd` = VALUES(`ProcTimeEnd`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `Prognosis` = VALUES(`Prognosis`),
+  `DrugUnit` = VALUES(`DrugUnit`),
+  `DrugQty` = VALUES(`DrugQty`),
+  `UnitQtyType` = VALUES(`UnitQtyType`),
+  `StatementNum` = VALUES(`StatementNum`),
+  `IsLocked` = VALUES(`IsLocked`),
+  `BillingNote` = VALUES(`BillingNote`),
+  `RepeatChargeNum` = VALUES(`RepeatChargeNum`),
+  `SnomedBodySite` = VALUES(`SnomedBodySite`),
+  `DiagnosticCode2` = VALUES(`DiagnosticCode2`),
+  `DiagnosticCode3` = VALUES(`DiagnosticCode3`),
+  `DiagnosticCode4` = VALUES(`DiagnosticCode4`),
+  `ProvOrderOverride` = VALUES(`ProvOrderOverride`),
+  `Discount` = VALUES(`Discount`),
+  `IsDateProsthEst` = VALUES(`IsDateProsthEst`),
+  `IcdVersion` = VALUES(`IcdVersion`),
+  `IsCpoe` = VALUES(`IsCpoe`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `DateComplete` = VALUES(`DateComplete`),
+  `OrderingReferralNum` = VALUES(`OrderingReferralNum`),
+  `TaxAmt` = VALUES(`TaxAmt`),
+  `Urgency` = VALUES(`Urgency`),
+  `DiscountPlanAmt` = VALUES(`DiscountPlanAmt`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurelog` (`ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`)
+SELECT `ProcNum`, `PatNum`, `AptNum`, `OldCode`, `ProcDate`, `ProcFee`, `Surf`, `ToothNum`, `ToothRange`, `Priority`, `ProcStatus`, `ProvNum`, `Dx`, `PlannedAptNum`, `PlaceService`, `Prosthesis`, `DateOriginalProsth`, `ClaimNote`, `DateEntryC`, `ClinicNum`, `MedicalCode`, `DiagnosticCode`, `IsPrincDiag`, `ProcNumLab`, `BillingTypeOne`, `BillingTypeTwo`, `CodeNum`, `CodeMod1`, `CodeMod2`, `CodeMod3`, `CodeMod4`, `RevCode`, `UnitQty`, `BaseUnits`, `StartTime`, `StopTime`, `DateTP`, `SiteNum`, `HideGraphics`, `CanadianTypeCodes`, `ProcTime`, `ProcTimeEnd`, `DateTStamp`, `Prognosis`, `DrugUnit`, `DrugQty`, `UnitQtyType`, `StatementNum`, `IsLocked`, `BillingNote`, `RepeatChargeNum`, `SnomedBodySite`, `DiagnosticCode2`, `DiagnosticCode3`, `DiagnosticCode4`, `ProvOrderOverride`, `Discount`, `IsDateProsthEst`, `IcdVersion`, `IsCpoe`, `SecUserNumEntry`, `SecDateEntry`, `DateComplete`, `OrderingReferralNum`, `TaxAmt`, `Urgency`, `DiscountPlanAmt`
+FROM `opendental`.`procedurelog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `ProcNum` > :r1))
+  AND ((`ProcNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptNum` = VALUES(`AptNum`),

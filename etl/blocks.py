@@ -3,13 +3,15 @@ thread that reads the next block while the current one is written.
 
 Generic over the statements: a recipe (etl/recipe.py) hands in what to run, the executor (etl/executor.py)
 decides where the rows go. Every query is short and bounded (a MyISAM source table is locked only while
-one block or batch is read).
+one block or batch is read): a read of the source is also sized by time (:func:`resize`), so a statement
+takes about ETL_CHUNK_SECONDS whatever the row width, the server's load or the table's indexes.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -24,6 +26,24 @@ from etl.render import Statement
 TARGET_BLOCK_BYTES = 4 << 20
 #: Rows of the first block of a read, before its bytes per row are known (wide rows: a few MB).
 FIRST_BLOCK_ROWS = 2000
+#: How long one statement against the source aims to take (ETL_CHUNK_SECONDS): a MyISAM table is locked
+#: against every writer while a statement reads it, so this is about the longest a front-desk edit waits.
+TARGET_SECONDS = 0.25
+#: A chunk grows at most this much from one statement to the next (a fast chunk of a few rows says little
+#: about the next), and shrinks as much as its duration says at once.
+MAX_GROWTH = 2.0
+#: A chunk never shrinks below this many rows (a statement's fixed costs would dominate).
+MIN_CHUNK_ROWS = 100
+
+
+def resize(rows: int, seconds: float, target: float, *, most: int | None = None) -> int:
+    """The next chunk's rows, from the last chunk's rows and how long its statements took: scaled towards
+    `target` seconds (at most MAX_GROWTH times larger, as much smaller as needed), within
+    [MIN_CHUNK_ROWS, most]. The adaptive sizing of Percona's pt-archiver/pt-online-schema-change and
+    gh-ost's chunks: the time a statement locks a table is what is bounded, not its rows."""
+    factor = MAX_GROWTH if seconds <= 0 else min(MAX_GROWTH, target / seconds)
+    rows = max(MIN_CHUNK_ROWS, int(rows * factor))
+    return rows if most is None else max(1, min(most, rows))
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,7 @@ def read_blocks(
     target_bytes: int = TARGET_BLOCK_BYTES,
     between: Callable[[], Any] | None = None,
     start_after: tuple | None = None,
+    target_seconds: float | None = None,
 ) -> Iterator[Block]:
     """The rows of a plan as blocks: each block one query returning one value (the rows joined by the
     server), so no row is parsed in Python.
@@ -78,6 +99,7 @@ def read_blocks(
     bound, data (binds: `params`, and the keysets k<i> and u<i>).
     `between`: called after each block's queries (the copy ends its read transaction there).
     `start_after`: a key in plan order the read starts after (plan.watermark_resume).
+    `target_seconds`: a block's two queries aim at this duration too (the source: see :func:`resize`).
     """
     limit = prepare_session(conn, *session)
     order_kinds = plan.lead_kinds[: len(plan.order)]
@@ -86,12 +108,14 @@ def read_blocks(
     n = max(1, min(max_rows, FIRST_BLOCK_ROWS))  # then sized by the bytes per row seen
     while True:
         keyset = {} if after is None else {f"k{i}": v for i, v in enumerate(after)}
+        started = time.monotonic()
         found = fetch_one(conn, boundary(after is not None), dict(window, **keyset, offset=n - 1))
         upto = None if found is None else tuple(watermark.typed(v, k) for v, k in zip(found, order_kinds))
         block_params = dict(params, **keyset)
         if upto is not None:
             block_params.update({f"u{i}": v for i, v in enumerate(upto)})
         row = fetch_one(conn, block(after is not None, upto is not None), block_params)
+        took = time.monotonic() - started
         if between is not None:
             between()
         rows, adjusted, data = int(row[0]), int(row[1]), row[-1] or b""
@@ -106,7 +130,10 @@ def read_blocks(
         maxima = tuple(watermark.typed(v, b.kind) for v, b in zip(row[2:2 + len(plan.bounds)], plan.bounds))
         if rows:
             yield Block(rows=rows, adjusted=adjusted, maxima=maxima, data=data)
-            n = max(1, min(max_rows, int(target_bytes * rows / max(len(data), 1))))
+            by_bytes = int(target_bytes * rows / max(len(data), 1))
+            if target_seconds is not None:
+                by_bytes = min(by_bytes, resize(n, took, target_seconds))
+            n = max(1, min(max_rows, by_bytes))
         if upto is None:
             return
         after = upto
@@ -120,9 +147,11 @@ def read_batches(
     *,
     between: Callable[[], Any] | None = None,
     start_after: tuple | None = None,
+    target_seconds: float | None = None,
 ) -> Iterator[Batch]:
-    """The rows of a plan in batches of plan.batch_size, each its own short query starting strictly after
-    the last row of the previous (keyset paging in plan order).
+    """The rows of a plan in batches of at most plan.batch_size, each its own short query starting strictly
+    after the last row of the previous (keyset paging in plan order); with `target_seconds`, a batch starts
+    at FIRST_BLOCK_ROWS rows and follows its query's duration (:func:`resize`).
 
     batch(after_key) -> the SELECT whose columns are plan.lead (typed here by plan.lead_kinds), then every
     column of the table (binds: `params`, batch_size, and the keyset k<i>). `between`: called after each
@@ -131,13 +160,16 @@ def read_batches(
     lead_len = len(lead_kinds)
     lead_index = {name: i for i, name in enumerate(plan.lead)}
     after: tuple | None = start_after
+    n = plan.batch_size if target_seconds is None else max(1, min(plan.batch_size, FIRST_BLOCK_ROWS))
     while True:
-        batch_params = dict(params, batch_size=plan.batch_size)
+        batch_params = dict(params, batch_size=n)
         if after is not None:
             batch_params.update({f"k{i}": v for i, v in enumerate(after)})
+        started = time.monotonic()
         with conn.cursor() as cur:
             execute(cur, batch(after is not None), batch_params)
             raw = cur.fetchall()
+        took = time.monotonic() - started
         if between is not None:
             between()
         if not raw:
@@ -148,9 +180,11 @@ def read_batches(
             max((row[lead_index[b.column]] for row in rows if b.admits(row[lead_index[b.column]])), default=None)
             for b in plan.bounds)
         yield Batch(rows=len(rows), maxima=maxima, values=[row[lead_len:] for row in rows])
-        if len(raw) < plan.batch_size:
+        if len(raw) < n:
             return
         after = rows[-1][:order_len]
+        if target_seconds is not None:
+            n = resize(n, took, target_seconds, most=plan.batch_size)
 
 
 _DONE = object()

@@ -12,14 +12,15 @@ import contextlib
 import itertools
 import logging
 import re
+import time
 from typing import Any, Iterator, Mapping
 
 from etl import progress, stop, tracking, watermark
-from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
+from etl.blocks import FIRST_BLOCK_ROWS, Batch, Block, prefetch, read_batches, read_blocks, resize
 from etl.db import execute, fetch_all, fetch_one
 from etl.errors import PhaseError
 from etl.faults import crash_point, drop_point
-from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
+from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Chunked, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
                         Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
 
 log = logging.getLogger("etl.executor")
@@ -86,6 +87,8 @@ class Executor:
                     self._count((counter,), records if counter == "rows_read" and records is not None else changed)
             if step.warnings is not None:
                 self.refuse_warnings(step)
+        elif isinstance(step, Chunked):
+            self.chunked(step)
         elif isinstance(step, ExecRows):
             sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
             with self.conns[step.on].cursor() as cur:
@@ -145,6 +148,27 @@ class Executor:
         for bound, value in zip(self.plan.bounds, block.maxima):
             self.outcome.observe(bound.column, value)
 
+    def chunked(self, step: Chunked) -> None:
+        """A statement over a table in chunks of its primary key (recipe.Chunked): each chunk's last key is
+        found first, so chunks never overlap and the last runs to the end of the table; the chunk's keys
+        follow the time the last chunk's two statements took. Nothing commits here: the phase's own commit,
+        after its tracking, makes every chunk's rows visible at once (a crash leaves none)."""
+        conn = self.conns[step.on]
+        params = self._resolve(step.params)
+        after, keys = None, FIRST_BLOCK_ROWS
+        with _progress(step.progress), conn.cursor() as cur:
+            while True:
+                keyset = {} if after is None else {f"k{i}": v for i, v in enumerate(after)}
+                started = time.monotonic()
+                found = fetch_one(conn, step.boundary.get(after is not None), dict(keyset, offset=keys - 1))
+                upto = None if found is None else tuple(watermark.typed(v, k) for v, k in zip(found, step.kinds))
+                bounds = dict(params, **keyset, **({} if upto is None else {f"u{i}": v for i, v in enumerate(upto)}))
+                execute(cur, step.statement.get(after is not None, upto is not None), bounds)
+                self._count(step.counts, max(cur.rowcount, 0))
+                if upto is None:
+                    return
+                after, keys = upto, resize(keys, time.monotonic() - started, step.seconds)
+
     # ------------------------------------------------------------ transfers
 
     def transfer(self, step: Transfer) -> None:
@@ -160,11 +184,11 @@ class Executor:
             chunks: Iterator[Any] = prefetch(read_blocks(
                 conn, plan, read.boundary.get, read.block.get, params, session=read.session,
                 max_rows=plan.batch_size, between=between if read.fresh_reads else None,
-                start_after=read.start_after))
+                start_after=read.start_after, target_seconds=read.seconds))
             owned = None
         else:
             chunks = read_batches(conn, plan, read.batch.get, params, between=conn.commit if read.fresh_reads else None,
-                                  start_after=read.start_after)
+                                  start_after=read.start_after, target_seconds=read.seconds)
             owned = conn
         adjusted_before = self.outcome.values_adjusted
         try:

@@ -8,7 +8,8 @@ same text. So what is printed and tested is what runs.
 
 Steps:
 
-* :class:`Exec` one statement; :class:`Observe` one statement whose answer is a watermark maximum;
+* :class:`Exec` one statement; :class:`Chunked` one statement run over chunks of the primary key, each
+  chunk's end found first and its size following the time the last chunk took; :class:`Observe` one statement whose answer is a watermark maximum;
   :class:`Note` a line for the run history; :class:`When` steps that run only if a check answers true;
 * :class:`Transfer` a read feeding a sink: a :class:`BlockRead` (boundary and block statements: blocks of
   text rendered by MySQL) or a :class:`BatchRead` (keyset batches of rows), into a :class:`CopyStream`
@@ -70,6 +71,8 @@ BOUNDARY_LABELS = {(False,): "first boundary", (True,): "next boundary"}
 BLOCK_LABELS = {(False, True): "first block", (True, True): "next block",
                 (False, False): "only block", (True, False): "last block"}
 BATCH_LABELS = {(False,): "first batch", (True,): "next batches"}
+CHUNK_LABELS = {(False, True): "first chunk", (True, True): "next chunk",
+                (False, False): "only chunk", (True, False): "last chunk"}
 
 
 # ---------------------------------------------------------------- steps
@@ -91,6 +94,24 @@ class Exec(Step):
     #: Asked right after the statement: its warnings, each one an error (LOAD DATA LOCAL turns a strict
     #: sql_mode's errors into warnings and keeps the value cut or clamped).
     warnings: Statement | None = None
+
+
+@dataclass(frozen=True)
+class Chunked(Step):
+    """Run one statement chunk by chunk over a table's primary key (a server-side copy): per chunk the
+    boundary query finds the chunk's last key (`offset` keys on, index only), then `statement` runs on the
+    rows of its filter after the previous chunk's last key up to it. The chunk's keys follow the time both
+    took (etl/blocks.resize), so no statement locks a MyISAM source table for much longer than `seconds`,
+    whether or not the filter's column is indexed: the chunks walk the key, never the watermark."""
+
+    on: str
+    boundary: Variants                 # after_key; binds: k<i>, offset
+    statement: Variants                # after_key, upto_key; binds: `params`, k<i>, u<i>
+    params: Mapping[str, Any]
+    kinds: tuple[str, ...]             # how each key column's value is typed (watermark.typed)
+    seconds: float
+    counts: tuple[str, ...] = ()
+    progress: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,7 @@ class BlockRead:
     params: Mapping[str, Any]               # the block's binds besides the keysets
     start_after: tuple | None = None        # resume past this key (plan order)
     fresh_reads: str | None = None          # commit the reading connection after each block; fault point
+    seconds: float | None = None            # a block's queries aim at this duration (the source's)
 
 
 @dataclass(frozen=True)
@@ -154,6 +176,7 @@ class BatchRead:
     params: Mapping[str, Any]
     start_after: tuple | None = None
     fresh_reads: bool = True                # commit the reading connection after each batch
+    seconds: float | None = None            # a batch's query aims at this duration (the source's)
 
 
 @dataclass(frozen=True)
@@ -285,6 +308,8 @@ def _title(step: Step) -> str:
     counts = f"; its rows count as {' and '.join(step.counts)}" if getattr(step, "counts", ()) else ""
     if isinstance(step, Exec):
         return f"run on the {step.on}{counts}"
+    if isinstance(step, Chunked):
+        return f"run on the {step.on} chunk by chunk over the primary key (~{step.seconds:g} s each){counts}"
     if isinstance(step, ExecRows):
         return f"run on the {step.on} once per row{counts}"
     if isinstance(step, Observe):
@@ -318,6 +343,8 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
         return [("", step.statement)]
     if isinstance(step, When):
         return [("check", step.check)]
+    if isinstance(step, Chunked):
+        return step.boundary.all() + step.statement.all()
     if isinstance(step, Transfer):
         read = step.read
         out: list[tuple[str, Statement]] = []

@@ -23,6 +23,7 @@ DEFAULTS = {
     "ETL_TABLES": "tables.yml",
     "ETL_LOCK_TIMEOUT": "60",
     "ETL_RETRIES": "3",
+    "ETL_CHUNK_SECONDS": "0.25",
 }
 
 PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -69,6 +70,7 @@ class Settings:
     tables_path: Path
     lock_timeout: float = 60.0   # seconds a run waits for another run of the same phase and table
     retries: int = 3             # attempts after a transient fault (connection lost, deadlock, lock wait)
+    chunk_seconds: float = 0.25  # how long one statement reading the source aims to take (etl/blocks.resize)
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, cwd: Path | None = None) -> "Settings":
@@ -105,6 +107,15 @@ class Settings:
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"setting {key}: expected a non-negative number, got {env[key]!r}") from None
+        try:
+            # A MyISAM source table is locked against its writers while one statement reads it: this bounds
+            # how long a front-desk edit waits behind the ETL (README, Performance).
+            numbers["ETL_CHUNK_SECONDS"] = float(env["ETL_CHUNK_SECONDS"])
+            if not 0.01 <= numbers["ETL_CHUNK_SECONDS"] <= 60:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("setting ETL_CHUNK_SECONDS: expected seconds between 0.01 and 60, "
+                              f"got {env['ETL_CHUNK_SECONDS']!r}") from None
         return cls(
             source_url=urls["ETL_SOURCE_URL"],
             replica_url=urls["ETL_REPLICA_URL"],
@@ -113,6 +124,7 @@ class Settings:
             tables_path=tables if tables.is_absolute() else cwd / tables,
             lock_timeout=numbers["ETL_LOCK_TIMEOUT"],
             retries=numbers["ETL_RETRIES"],
+            chunk_seconds=numbers["ETL_CHUNK_SECONDS"],
         )
 
     def same_mysql_server(self) -> bool:

@@ -9,6 +9,11 @@ canonical text (sql_templates/_macros/canonical.sql.j2) inside its own database;
 differ are cut finer, and only buckets of at most LEAF_SPAN keys are listed row by row (key and hash).
 When nothing differs no row leaves a server, and memory stays bounded whatever the table size.
 
+The key range is walked in chunks, one statement per side each, whose width (in keys) follows the time the
+last chunk took towards ETL_CHUNK_SECONDS (etl/blocks.resize): the source is a live MyISAM database whose
+writers wait while a statement reads their table. A chunk that differs is cut finer inside its own range,
+so no statement reads more than one chunk.
+
 Supported: tables whose primary key is one integer column (every OpenDental table); others are reported
 as skipped. Reconcile deletes what the comparison finds gone upstream; the runner (etl/runner.py) holds the
 locks around each half and etl/tracking.py records it in both run histories.
@@ -17,11 +22,13 @@ locks around each half and etl/tracking.py records it in both run histories.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from etl import tracking
+from etl.blocks import TARGET_SECONDS, resize
 from etl.config import EtlConfig, TableConfig
 from etl.db import execute, fetch_all, fetch_one
 from etl.dialects import for_url, mysql, postgres
@@ -31,8 +38,8 @@ from etl.settings import Settings
 
 log = logging.getLogger("etl.verify")
 
-FIRST_BUCKETS = 256     # buckets of the first pass over a table's key range
-SPLIT = 32              # a differing bucket is cut into this many
+FIRST_SPAN = 4096       # keys of the first chunk of a table's key range (then sized by time)
+SPLIT = 32              # a differing chunk or bucket is cut into this many
 LEAF_SPAN = 2048        # buckets this narrow are compared row by row
 EXAMPLES = 10           # keys named per kind of difference
 DELETE_BATCH = 1000
@@ -111,15 +118,27 @@ def _int(value: Any) -> int | None:
     return int(value)
 
 
-def compare(up: Side, down: Side, key: Ident, columns: tuple[Column, ...], diff: Diff) -> None:
-    """Fill `diff` with the differences between two sides of one table."""
+def compare(up: Side, down: Side, key: Ident, columns: tuple[Column, ...], diff: Diff,
+            seconds: float = TARGET_SECONDS) -> None:
+    """Fill `diff` with the differences between two sides of one table: chunk by chunk over the key range,
+    each chunk's width following how long the slower side took for the last one (`seconds` the aim)."""
     ranges = [r for r in (up.key_range(key), down.key_range(key)) if r[0] is not None]
     if not ranges:
         return
     lo = min(r[0] for r in ranges)
     hi = max(r[1] for r in ranges) + 1
-    span = max(LEAF_SPAN, -(-(hi - lo) // FIRST_BUCKETS))
-    _compare_range(up, down, key, columns, lo, hi, span, diff)
+    width = FIRST_SPAN
+    while lo < hi:
+        end = min(lo + width, hi)
+        started = time.monotonic()
+        a = up.buckets(key, columns, lo, end, end - lo)
+        took = time.monotonic() - started
+        started = time.monotonic()
+        b = down.buckets(key, columns, lo, end, end - lo)
+        took = max(took, time.monotonic() - started)
+        if a != b:
+            _differing(up, down, key, columns, lo, end, end - lo, diff)
+        lo, width = end, resize(width, took, seconds)
 
 
 def _compare_range(up: Side, down: Side, key: Ident, columns, lo: int, hi: int, span: int, diff: Diff) -> None:
@@ -129,14 +148,18 @@ def _compare_range(up: Side, down: Side, key: Ident, columns, lo: int, hi: int, 
         if a.get(bucket) == b.get(bucket):
             continue
         blo = lo + bucket * span
-        bhi = min(blo + span, hi)
-        if span <= LEAF_SPAN:
-            ra, rb = up.rows(key, columns, blo, bhi), down.rows(key, columns, blo, bhi)
-            diff.add("missing", [k for k in ra if k not in rb])
-            diff.add("extra", [k for k in rb if k not in ra])
-            diff.add("different", [k for k in ra if k in rb and ra[k] != rb[k]])
-        else:
-            _compare_range(up, down, key, columns, blo, bhi, max(LEAF_SPAN, -(-span // SPLIT)), diff)
+        _differing(up, down, key, columns, blo, min(blo + span, hi), span, diff)
+
+
+def _differing(up: Side, down: Side, key: Ident, columns, lo: int, hi: int, span: int, diff: Diff) -> None:
+    """A bucket [lo, hi) of `span` keys that differs: listed row by row when narrow, else cut finer."""
+    if span <= LEAF_SPAN:
+        ra, rb = up.rows(key, columns, lo, hi), down.rows(key, columns, lo, hi)
+        diff.add("missing", [k for k in ra if k not in rb])
+        diff.add("extra", [k for k in rb if k not in ra])
+        diff.add("different", [k for k in ra if k in rb and ra[k] != rb[k]])
+    else:
+        _compare_range(up, down, key, columns, lo, hi, max(LEAF_SPAN, -(-span // SPLIT)), diff)
 
 
 def _integer_key(config: TableConfig, columns: dict[str, Column]) -> Ident | None:
@@ -189,7 +212,7 @@ def verify_table(settings: Settings, conns: _Connections, config: TableConfig) -
     for name, up, down, columns_ in (("source->replica", source, replica, shared_replica),
                                      ("replica->raw", replica, raw, shared_raw)):
         diff = Diff()
-        compare(up, down, key, columns_, diff)
+        compare(up, down, key, columns_, diff, settings.chunk_seconds)
         pairs[name] = {"missing": diff.missing, "extra": diff.extra, "different": diff.different,
                        "examples": diff.examples}
     result["pairs"] = pairs
@@ -358,7 +381,7 @@ class Reconciliation:
 
     def _keys_gone(self, up: Side, down: Side) -> list[int]:
         diff = Diff(extra_keys=[])
-        compare(up, down, self.key, (self.schema.column(self.key),), diff)
+        compare(up, down, self.key, (self.schema.column(self.key),), diff, self.settings.chunk_seconds)
         return diff.extra_keys
 
     def replica(self) -> None:

@@ -4,11 +4,14 @@
 the replica table's state, a crowded second's resume key, LOAD DATA LOCAL on the replica), :func:`decide`
 turns them into a :class:`Situation` (pure), and :func:`recipe` into the steps the executor runs (pure):
 
-* same server: rows move with one INSERT ... SELECT and never pass through Python;
+* same server: rows move with INSERT ... SELECT and never pass through Python, one chunk of the primary
+  key per statement, each sized to take about ETL_CHUNK_SECONDS (a MyISAM source table is locked against
+  every writer while a statement reads it);
 * separate servers: the source renders blocks of rows as LOAD DATA text (mysql/copy_select, one value per
   block, read while the previous block is written) and the replica takes each block with LOAD DATA LOCAL
   INFILE, into a stage that is upserted (or straight into the empty target of a full refresh); without
-  LOAD DATA LOCAL (MySQL 8 turns it off by default) rows go through Python, batch by batch;
+  LOAD DATA LOCAL (MySQL 8 turns it off by default) rows go through Python, batch by batch; blocks and
+  batches follow ETL_CHUNK_SECONDS too;
 * a full refresh of a table with rows fills a shadow table, swapped in with one RENAME TABLE;
 * with the primary strategy each block commits together with a checkpoint of the watermark (blocks follow
   the watermark order), so a crash loses at most one block of work.
@@ -23,13 +26,14 @@ from typing import Any
 from etl import executor, tracking
 from etl.config import TableConfig
 from etl.db import execute, fetch_one
+from etl.blocks import TARGET_SECONDS
 from etl.dialects import mysql
 from etl.errors import SchemaError
 from etl.phases import deletes, facts
 from etl.plan import Bound, Plan, make_plan
-from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, BatchRead, BlockRead, Checkpoint,
-                        Commit, Example, Exec, ExecRows, Note, Observe, PerBlock, Recipe, Step, Track, Transfer,
-                        Variants)
+from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, CHUNK_LABELS, BatchRead, BlockRead,
+                        Checkpoint, Chunked, Commit, Example, Exec, ExecRows, Note, Observe, PerBlock, Recipe, Step,
+                        Track, Transfer, Variants)
 from etl.render import Ident
 from etl.schema import Column
 from etl.settings import Settings
@@ -137,10 +141,12 @@ EXAMPLES = (
 
 @dataclass(frozen=True)
 class Place:
-    """Where the copy reads and writes: the two databases' names."""
+    """Where the copy reads and writes: the two databases' names; and how long one statement reading the
+    source aims to take (ETL_CHUNK_SECONDS)."""
 
     source_db: str
     replica_db: str
+    chunk_seconds: float = TARGET_SECONDS
 
 
 def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store) -> Recipe:
@@ -150,7 +156,6 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
     target = Ident(f"{table}__etl_new"[:64]) if situation.into == "shadow" else table
     columns = tuple(c.name for c in plan.columns)
     update_columns = tuple(c for c in columns if c not in plan.key)
-    keyset = {f"k{i}": v for i, v in enumerate(situation.resume_after or ())}
     steps: list[Step] = []
 
     def create(branch: str, name: Ident) -> list[Step]:
@@ -181,11 +186,23 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
         steps.append(Note("resume", facts.resume_note(situation.resume_after), log="info"))
 
     if situation.rows == "server-side":
-        steps.append(Exec("server-side", "replica", mysql.render(
-            "copy_insert_select", plan=plan, columns=columns, update_columns=update_columns, target=target,
-            replica_db=replica_db, source_db=source_db, after_key=situation.resume_after is not None),
-            dict(plan.window_params(), **keyset), counts=("rows_written", "rows_read"),
-            progress=f"copy {table} (server-side)"))
+        # Chunks walk the primary key whatever the strategy: the source indexes no watermark column of most
+        # OpenDental tables, so a read in watermark order would scan the table for every chunk.
+        keyed = replace(plan, strategy="full")
+        resume = {f"r{i}": v for i, v in enumerate(situation.resume_after or ())}
+
+        def insert(**flags: bool):
+            return mysql.render("copy_insert_select", plan=plan, chunk_order=plan.key, columns=columns,
+                                update_columns=update_columns, target=target, replica_db=replica_db,
+                                source_db=source_db, resume=bool(resume), **flags)
+
+        steps.append(Chunked(
+            "server-side", "replica",
+            boundary=Variants(lambda **f: mysql.render("read_boundary", plan=keyed, database=source_db, **f),
+                              ("after_key",), BOUNDARY_LABELS),
+            statement=Variants(insert, ("after_key", "upto_key"), CHUNK_LABELS),
+            params=dict(plan.window_params(), **resume), kinds=keyed.lead_kinds[:len(plan.key)],
+            seconds=place.chunk_seconds, counts=("rows_written", "rows_read"), progress=f"copy {table} (server-side)"))
         for bound in plan.bounds:
             window = bound if plan.strategy != "full" else Bound(bound.column, bound.kind, None, bound.upper,
                                                                  bound.upper_inclusive)
@@ -194,11 +211,11 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
                 "copy_window_max", bound=window, table=target, database=replica_db), params, bound.column, bound.kind))
         steps.append(Note("server-side", "server-side INSERT ... SELECT (rows_read counts rows written)"))
     elif situation.rows == "blocks":
-        steps.append(_blocks(plan, situation, store, source_db, target, columns, update_columns))
+        steps.append(_blocks(plan, situation, store, source_db, target, columns, update_columns, place.chunk_seconds))
     else:
         steps.append(Note("row by row", "replica refuses LOAD DATA LOCAL INFILE (local_infile=OFF): rows copied "
                                         "one by one", log="warning"))
-        steps.append(_rows(plan, situation, store, source_db, target, columns, update_columns))
+        steps.append(_rows(plan, situation, store, source_db, target, columns, update_columns, place.chunk_seconds))
 
     if situation.into == "shadow":
         old = Ident(f"{table}__etl_old"[:64])
@@ -215,7 +232,7 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
 
 
 def _blocks(plan: Plan, situation: Situation, store: tracking.Store, source_db: Ident, target: Ident,
-            columns: tuple, update_columns: tuple) -> Transfer:
+            columns: tuple, update_columns: tuple, seconds: float) -> Transfer:
     """Blocks of LOAD DATA text rendered by the source, loaded by the replica: straight into the (new,
     empty or shadow) target of a full refresh, otherwise into a stage that is upserted from, so unchanged
     rows are not rewritten."""
@@ -246,19 +263,19 @@ def _blocks(plan: Plan, situation: Situation, store: tracking.Store, source_db: 
         boundary=Variants(lambda **f: render("read_boundary", **f), ("after_key",), BOUNDARY_LABELS),
         block=Variants(lambda **f: render("copy_select", **f), ("after_key", "upto_key"), BLOCK_LABELS),
         params=dict(plan.window_params(), **plan.admission_params()), start_after=situation.resume_after,
-        fresh_reads=BATCH_COMMITTED)
+        fresh_reads=BATCH_COMMITTED, seconds=seconds)
     return Transfer(branch, read, PerBlock(tuple(per_block), files=mysql.block_files), label=f"copy {plan.table}",
                     estimate=situation.estimate, setup=setup, finish=finish)
 
 
 def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Ident, target: Ident,
-          columns: tuple, update_columns: tuple) -> Transfer:
+          columns: tuple, update_columns: tuple, seconds: float) -> Transfer:
     """The row-by-row path: keyset batches read by PyMySQL, written with executemany."""
     names = tuple(f"v{i}" for i in range(len(columns)))
     upsert = mysql.render("copy_upsert", table=target, columns=columns, update_columns=update_columns)
     read = BatchRead(on="source", batch=Variants(
         lambda **f: mysql.render("copy_select_rows", plan=plan, database=source_db, **f), ("after_key",), BATCH_LABELS),
-        params=plan.window_params(), start_after=situation.resume_after)
+        params=plan.window_params(), start_after=situation.resume_after, seconds=seconds)
     per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",)),
                  *_block_end(plan, situation, store))
     return Transfer("row by row", read, PerBlock(per_batch), label=f"copy {plan.table}")
@@ -312,7 +329,7 @@ def prepare(settings: Settings, source: Any, replica: Any, config: TableConfig, 
             source.commit()
     found = Facts(same_server=same_server, target=target, added=drift.added, resume_after=resume_after,
                   local_infile=local_infile, estimate=estimate, widened=drift.widened, narrowed=drift.narrowed)
-    return recipe(plan, decide(plan, found), Place(src_db, rep_db), store)
+    return recipe(plan, decide(plan, found), Place(src_db, rep_db, settings.chunk_seconds), store)
 
 
 def infile_enabled(replica: Any) -> bool:

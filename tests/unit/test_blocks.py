@@ -194,3 +194,28 @@ def test_an_error_in_the_consumer_stops_the_producer() -> None:
         for item in blocks.prefetch(iter(range(1000)), depth=1):
             1 / (item - 3)
     assert not any(t.name == "etl-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+# ---------------------------------------------------------------- chunks sized by time
+
+def test_a_chunk_follows_its_duration_towards_the_target() -> None:
+    assert blocks.resize(10_000, 0.5, 0.25) == 5_000           # twice too slow: half the rows
+    assert blocks.resize(10_000, 2.5, 0.25) == 1_000           # shrinks at once, as much as needed
+    assert blocks.resize(10_000, 0.2, 0.25) == 12_500
+    assert blocks.resize(10_000, 0.001, 0.25) == 20_000        # grows at most MAX_GROWTH times
+    assert blocks.resize(10_000, 0.0, 0.25) == 20_000
+    assert blocks.resize(200, 10.0, 0.25) == blocks.MIN_CHUNK_ROWS
+    assert blocks.resize(10_000, 0.001, 0.25, most=15_000) == 15_000
+
+
+def test_blocks_of_the_source_shrink_when_they_take_too_long(monkeypatch) -> None:
+    p = plan()
+    clock = iter([0.0, 2.0, 10.0, 10.1, 20.0, 20.1])  # first block 2 s, the next ones fast
+    monkeypatch.setattr(blocks.time, "monotonic", lambda: next(clock))
+    stamp = "2025-06-01 10:00:00"
+    server = Server(boundaries=[(stamp, "1"), (stamp, "2"), None],
+                    block_rows=[(1, 0, stamp, b"r1"), (1, 0, stamp, b"r2"), (1, 0, stamp, b"r3")])
+    read(p, server, max_rows=100_000, target_seconds=0.25)
+    offsets = [b["offset"] for b in server.asked("boundary")]
+    # 2000 rows in 2 s: 250 rows for 0.25 s; then fast: twice that (bytes alone would allow 100,000)
+    assert offsets == [blocks.FIRST_BLOCK_ROWS - 1, 249, 499]

@@ -125,7 +125,8 @@ def _shape(recipe: Recipe) -> set[tuple]:
     for step in recipe.walk():
         names = ()
         if hasattr(step, "statement"):
-            names = (step.statement.name,)
+            statement = step.statement
+            names = (statement.name,) if hasattr(statement, "name") else tuple(sorted({s.name for _, s in statement.all()}))
         if isinstance(step, Transfer):
             names = tuple(sorted({step.read.__class__.__name__, step.sink.__class__.__name__}))
         shape.add((step.branch, type(step).__name__, names))

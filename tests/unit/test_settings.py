@@ -163,3 +163,15 @@ def test_a_url_that_does_not_parse_is_never_echoed(tmp_path, url) -> None:
         Settings.load({"ETL_SOURCE_URL": url}, cwd=tmp_path)
     assert "ETL_SOURCE_URL" in str(caught.value) and "ss word" not in str(caught.value)
     assert "s3cr3t" not in str(caught.value) and url not in str(caught.value)
+
+
+def test_chunk_seconds_default_and_override(tmp_path) -> None:
+    assert Settings.load(environ={}, cwd=tmp_path).chunk_seconds == 0.25
+    assert Settings.load(environ={"ETL_CHUNK_SECONDS": "0.1"}, cwd=tmp_path).chunk_seconds == 0.1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "120", ""])
+def test_chunk_seconds_out_of_range_names_the_setting(tmp_path, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ={"ETL_CHUNK_SECONDS": value}, cwd=tmp_path)
+    assert str(info.value) == f"setting ETL_CHUNK_SECONDS: expected seconds between 0.01 and 60, got {value!r}"

@@ -21,9 +21,19 @@
 -- mysql/create_replica_index  (binds: none)
 -- = statements.sql mysql/create_replica_index.4
 
--- 5. [server-side] run on the replica; its rows count as rows_written and rows_read
--- mysql/copy_insert_select  (binds: none)
--- = statements.sql mysql/copy_insert_select.2
+-- 5. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- mysql/read_boundary (first boundary)  (binds: :offset)
+-- = statements.sql mysql/read_boundary.1
+-- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
+-- = statements.sql mysql/read_boundary.2
+-- mysql/copy_insert_select (first chunk)  (binds: :u0)
+-- = statements.sql mysql/copy_insert_select.5
+-- mysql/copy_insert_select (next chunk)  (binds: :k0, :u0)
+-- = statements.sql mysql/copy_insert_select.6
+-- mysql/copy_insert_select (only chunk)  (binds: none)
+-- = statements.sql mysql/copy_insert_select.7
+-- mysql/copy_insert_select (last chunk)  (binds: :k0)
+-- = statements.sql mysql/copy_insert_select.8
 
 -- 6. [server-side] run on the replica: the largest AptNum read
 -- mysql/copy_window_max  (binds: :w0_hi)

@@ -3,7 +3,92 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `appointment` ADD COLUMN `ItemOrderPlanned` int(11) NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE TRUE
+  AND ((`AptNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE TRUE
+  AND ((`AptNum` > :k0))
+  AND ((`AptNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
 SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
 FROM `opendental`.`appointment`
@@ -44,7 +129,134 @@ ON DUPLICATE KEY UPDATE
   `SecurityHash` = VALUES(`SecurityHash`),
   `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE TRUE
+  AND ((`AptNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`appointment__etl_new` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE TRUE
+  AND ((`AptNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`appointment__etl_new` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE TRUE
+  AND ((`AptNum` > :k0))
+  AND ((`AptNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`appointment__etl_new` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
 SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
 FROM `opendental`.`appointment`
@@ -85,11 +297,180 @@ ON DUPLICATE KEY UPDATE
   `SecurityHash` = VALUES(`SecurityHash`),
   `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`appointment__etl_new` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE TRUE
+  AND ((`AptNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
 INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
 SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
 FROM `opendental`.`appointment`
 WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` < :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` < :w2_hi))
+  AND ((`AptNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
+INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` < :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` < :w2_hi))
+  AND ((`AptNum` > :k0))
+  AND ((`AptNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
+INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` < :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` < :w2_hi))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `AptStatus` = VALUES(`AptStatus`),
+  `Pattern` = VALUES(`Pattern`),
+  `Confirmed` = VALUES(`Confirmed`),
+  `TimeLocked` = VALUES(`TimeLocked`),
+  `Op` = VALUES(`Op`),
+  `Note` = VALUES(`Note`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `ProvHyg` = VALUES(`ProvHyg`),
+  `AptDateTime` = VALUES(`AptDateTime`),
+  `NextAptNum` = VALUES(`NextAptNum`),
+  `UnschedStatus` = VALUES(`UnschedStatus`),
+  `IsNewPatient` = VALUES(`IsNewPatient`),
+  `ProcDescript` = VALUES(`ProcDescript`),
+  `Assistant` = VALUES(`Assistant`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeArrived` = VALUES(`DateTimeArrived`),
+  `DateTimeSeated` = VALUES(`DateTimeSeated`),
+  `DateTimeDismissed` = VALUES(`DateTimeDismissed`),
+  `InsPlan1` = VALUES(`InsPlan1`),
+  `InsPlan2` = VALUES(`InsPlan2`),
+  `DateTimeAskedToArrive` = VALUES(`DateTimeAskedToArrive`),
+  `ProcsColored` = VALUES(`ProcsColored`),
+  `ColorOverride` = VALUES(`ColorOverride`),
+  `AppointmentTypeNum` = VALUES(`AppointmentTypeNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEntry` = VALUES(`SecDateTEntry`),
+  `Priority` = VALUES(`Priority`),
+  `ProvBarText` = VALUES(`ProvBarText`),
+  `PatternSecondary` = VALUES(`PatternSecondary`),
+  `SecurityHash` = VALUES(`SecurityHash`),
+  `ItemOrderPlanned` = VALUES(`ItemOrderPlanned`);
+
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
+INSERT INTO `opendental_replication`.`appointment` (`AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`)
+SELECT `AptNum`, `PatNum`, `AptStatus`, `Pattern`, `Confirmed`, `TimeLocked`, `Op`, `Note`, `ProvNum`, `ProvHyg`, `AptDateTime`, `NextAptNum`, `UnschedStatus`, `IsNewPatient`, `ProcDescript`, `Assistant`, `ClinicNum`, `IsHygiene`, `DateTStamp`, `DateTimeArrived`, `DateTimeSeated`, `DateTimeDismissed`, `InsPlan1`, `InsPlan2`, `DateTimeAskedToArrive`, `ProcsColored`, `ColorOverride`, `AppointmentTypeNum`, `SecUserNumEntry`, `SecDateTEntry`, `Priority`, `ProvBarText`, `PatternSecondary`, `SecurityHash`, `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` < :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` < :w2_hi))
+  AND ((`AptNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `AptStatus` = VALUES(`AptStatus`),

@@ -3,7 +3,120 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `claimproc` ADD COLUMN `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE TRUE
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE TRUE
+  AND ((`ClaimProcNum` > :k0))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
@@ -58,7 +171,176 @@ ON DUPLICATE KEY UPDATE
   `IsOverpay` = VALUES(`IsOverpay`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE TRUE
+  AND ((`ClaimProcNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`claimproc__etl_new` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE TRUE
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`claimproc__etl_new` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE TRUE
+  AND ((`ClaimProcNum` > :k0))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`claimproc__etl_new` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
@@ -113,7 +395,176 @@ ON DUPLICATE KEY UPDATE
   `IsOverpay` = VALUES(`IsOverpay`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`claimproc__etl_new` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE TRUE
+  AND ((`ClaimProcNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`ClaimProcNum` > :k0))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
@@ -168,12 +619,240 @@ ON DUPLICATE KEY UPDATE
   `IsOverpay` = VALUES(`IsOverpay`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.4  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
 SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
 FROM `opendental`.`claimproc`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-  AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `ClaimProcNum` > :k1))
+  AND ((`ClaimProcNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+  AND ((`ClaimProcNum` > :k0))
+  AND ((`ClaimProcNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `ProcNum` = VALUES(`ProcNum`),
+  `ClaimNum` = VALUES(`ClaimNum`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `FeeBilled` = VALUES(`FeeBilled`),
+  `InsPayEst` = VALUES(`InsPayEst`),
+  `DedApplied` = VALUES(`DedApplied`),
+  `Status` = VALUES(`Status`),
+  `InsPayAmt` = VALUES(`InsPayAmt`),
+  `Remarks` = VALUES(`Remarks`),
+  `ClaimPaymentNum` = VALUES(`ClaimPaymentNum`),
+  `PlanNum` = VALUES(`PlanNum`),
+  `DateCP` = VALUES(`DateCP`),
+  `WriteOff` = VALUES(`WriteOff`),
+  `CodeSent` = VALUES(`CodeSent`),
+  `AllowedOverride` = VALUES(`AllowedOverride`),
+  `Percentage` = VALUES(`Percentage`),
+  `PercentOverride` = VALUES(`PercentOverride`),
+  `CopayAmt` = VALUES(`CopayAmt`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `PaidOtherIns` = VALUES(`PaidOtherIns`),
+  `BaseEst` = VALUES(`BaseEst`),
+  `CopayOverride` = VALUES(`CopayOverride`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `LineNumber` = VALUES(`LineNumber`),
+  `DedEst` = VALUES(`DedEst`),
+  `DedEstOverride` = VALUES(`DedEstOverride`),
+  `InsEstTotal` = VALUES(`InsEstTotal`),
+  `InsEstTotalOverride` = VALUES(`InsEstTotalOverride`),
+  `PaidOtherInsOverride` = VALUES(`PaidOtherInsOverride`),
+  `EstimateNote` = VALUES(`EstimateNote`),
+  `WriteOffEst` = VALUES(`WriteOffEst`),
+  `WriteOffEstOverride` = VALUES(`WriteOffEstOverride`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `InsSubNum` = VALUES(`InsSubNum`),
+  `PaymentRow` = VALUES(`PaymentRow`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `ClaimPaymentTracking` = VALUES(`ClaimPaymentTracking`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateEntry` = VALUES(`SecDateEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `DateSuppReceived` = VALUES(`DateSuppReceived`),
+  `DateInsFinalized` = VALUES(`DateInsFinalized`),
+  `IsTransfer` = VALUES(`IsTransfer`),
+  `ClaimAdjReasonCodes` = VALUES(`ClaimAdjReasonCodes`),
+  `IsOverpay` = VALUES(`IsOverpay`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`claimproc` (`ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`)
+SELECT `ClaimProcNum`, `ProcNum`, `ClaimNum`, `PatNum`, `ProvNum`, `FeeBilled`, `InsPayEst`, `DedApplied`, `Status`, `InsPayAmt`, `Remarks`, `ClaimPaymentNum`, `PlanNum`, `DateCP`, `WriteOff`, `CodeSent`, `AllowedOverride`, `Percentage`, `PercentOverride`, `CopayAmt`, `NoBillIns`, `PaidOtherIns`, `BaseEst`, `CopayOverride`, `ProcDate`, `DateEntry`, `LineNumber`, `DedEst`, `DedEstOverride`, `InsEstTotal`, `InsEstTotalOverride`, `PaidOtherInsOverride`, `EstimateNote`, `WriteOffEst`, `WriteOffEstOverride`, `ClinicNum`, `InsSubNum`, `PaymentRow`, `PayPlanNum`, `ClaimPaymentTracking`, `SecUserNumEntry`, `SecDateEntry`, `SecDateTEdit`, `DateSuppReceived`, `DateInsFinalized`, `IsTransfer`, `ClaimAdjReasonCodes`, `IsOverpay`, `SecurityHash`
+FROM `opendental`.`claimproc`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `ClaimProcNum` > :r1))
+  AND ((`ClaimProcNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `ProcNum` = VALUES(`ProcNum`),
   `ClaimNum` = VALUES(`ClaimNum`),

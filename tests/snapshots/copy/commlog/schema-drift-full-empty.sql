@@ -21,9 +21,19 @@
 
 -- 6. [schema drift] note: column 'DateTEntry' retyped to datetime in the replica
 
--- 7. [server-side] run on the replica; its rows count as rows_written and rows_read
--- mysql/copy_insert_select  (binds: none)
+-- 7. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- mysql/read_boundary (first boundary)  (binds: :offset)
+-- = statements.sql mysql/read_boundary.1
+-- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
+-- = statements.sql mysql/read_boundary.2
+-- mysql/copy_insert_select (first chunk)  (binds: :u0)
 -- = statements.sql mysql/copy_insert_select.1
+-- mysql/copy_insert_select (next chunk)  (binds: :k0, :u0)
+-- = statements.sql mysql/copy_insert_select.2
+-- mysql/copy_insert_select (only chunk)  (binds: none)
+-- = statements.sql mysql/copy_insert_select.3
+-- mysql/copy_insert_select (last chunk)  (binds: :k0)
+-- = statements.sql mysql/copy_insert_select.4
 
 -- 8. [server-side] run on the replica: the largest DateTStamp read
 -- mysql/copy_window_max  (binds: :w0_hi)

@@ -3,7 +3,56 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `commlog` ADD COLUMN `CommReferralBehavior` tinyint(4) NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE TRUE
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE TRUE
+  AND ((`CommlogNum` > :k0))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
@@ -26,7 +75,80 @@ ON DUPLICATE KEY UPDATE
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE TRUE
+  AND ((`CommlogNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`commlog__etl_new` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE TRUE
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`commlog__etl_new` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE TRUE
+  AND ((`CommlogNum` > :k0))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`commlog__etl_new` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
@@ -49,7 +171,80 @@ ON DUPLICATE KEY UPDATE
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`commlog__etl_new` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE TRUE
+  AND ((`CommlogNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`CommlogNum` > :k0))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
@@ -72,12 +267,112 @@ ON DUPLICATE KEY UPDATE
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
 
--- mysql/copy_insert_select.4  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
 SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1))
+  AND ((`CommlogNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+  AND ((`CommlogNum` > :k0))
+  AND ((`CommlogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `PatNum` = VALUES(`PatNum`),
+  `CommDateTime` = VALUES(`CommDateTime`),
+  `CommType` = VALUES(`CommType`),
+  `Note` = VALUES(`Note`),
+  `Mode_` = VALUES(`Mode_`),
+  `SentOrReceived` = VALUES(`SentOrReceived`),
+  `UserNum` = VALUES(`UserNum`),
+  `Signature` = VALUES(`Signature`),
+  `SigIsTopaz` = VALUES(`SigIsTopaz`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `DateTimeEnd` = VALUES(`DateTimeEnd`),
+  `CommSource` = VALUES(`CommSource`),
+  `ProgramNum` = VALUES(`ProgramNum`),
+  `DateTEntry` = VALUES(`DateTEntry`),
+  `ReferralNum` = VALUES(`ReferralNum`),
+  `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`commlog` (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`)
+SELECT `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CommlogNum` > :r1))
+  AND ((`CommlogNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `PatNum` = VALUES(`PatNum`),
   `CommDateTime` = VALUES(`CommDateTime`),

@@ -3,7 +3,36 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `definition` ADD COLUMN `IsHidden` tinyint(3) unsigned NOT NULL DEFAULT 0;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE TRUE
+  AND ((`DefNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE TRUE
+  AND ((`DefNum` > :k0))
+  AND ((`DefNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
 SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
 FROM `opendental`.`definition`
@@ -16,7 +45,50 @@ ON DUPLICATE KEY UPDATE
   `ItemColor` = VALUES(`ItemColor`),
   `IsHidden` = VALUES(`IsHidden`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE TRUE
+  AND ((`DefNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`definition__etl_new` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE TRUE
+  AND ((`DefNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`definition__etl_new` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE TRUE
+  AND ((`DefNum` > :k0))
+  AND ((`DefNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`definition__etl_new` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
 SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
 FROM `opendental`.`definition`
@@ -29,11 +101,68 @@ ON DUPLICATE KEY UPDATE
   `ItemColor` = VALUES(`ItemColor`),
   `IsHidden` = VALUES(`IsHidden`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`definition__etl_new` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE TRUE
+  AND ((`DefNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
 SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
 FROM `opendental`.`definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
+  AND ((`DefNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
+  AND ((`DefNum` > :k0))
+  AND ((`DefNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
+ON DUPLICATE KEY UPDATE
+  `Category` = VALUES(`Category`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `ItemName` = VALUES(`ItemName`),
+  `ItemValue` = VALUES(`ItemValue`),
+  `ItemColor` = VALUES(`ItemColor`),
+  `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`definition` (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`)
+SELECT `DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`
+FROM `opendental`.`definition`
+WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
+  AND ((`DefNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `Category` = VALUES(`Category`),
   `ItemOrder` = VALUES(`ItemOrder`),

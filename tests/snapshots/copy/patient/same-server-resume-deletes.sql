@@ -5,9 +5,19 @@
 
 -- 1. [resume] note: watermark second 2025-05-31 23:59:59.250000 shared by more than 1000 rows: read past key 424242
 
--- 2. [server-side] run on the replica; its rows count as rows_written and rows_read
--- mysql/copy_insert_select  (binds: :k0, :k1, :w0_hi, :w0_lo)
--- = statements.sql mysql/copy_insert_select.4
+-- 2. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- mysql/read_boundary (first boundary)  (binds: :offset)
+-- = statements.sql mysql/read_boundary.1
+-- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
+-- = statements.sql mysql/read_boundary.2
+-- mysql/copy_insert_select (first chunk)  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.13
+-- mysql/copy_insert_select (next chunk)  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.14
+-- mysql/copy_insert_select (only chunk)  (binds: :r0, :r1, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.15
+-- mysql/copy_insert_select (last chunk)  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.16
 
 -- 3. [server-side] run on the replica: the largest DateTStamp read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)

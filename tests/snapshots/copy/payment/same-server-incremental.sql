@@ -3,9 +3,19 @@
 --   SecDateTEdit >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the table; rows server-side
 
--- 1. [server-side] run on the replica; its rows count as rows_written and rows_read
--- mysql/copy_insert_select  (binds: :w0_hi, :w0_lo)
--- = statements.sql mysql/copy_insert_select.3
+-- 1. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- mysql/read_boundary (first boundary)  (binds: :offset)
+-- = statements.sql mysql/read_boundary.1
+-- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
+-- = statements.sql mysql/read_boundary.2
+-- mysql/copy_insert_select (first chunk)  (binds: :u0, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.9
+-- mysql/copy_insert_select (next chunk)  (binds: :k0, :u0, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.10
+-- mysql/copy_insert_select (only chunk)  (binds: :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.11
+-- mysql/copy_insert_select (last chunk)  (binds: :k0, :w0_hi, :w0_lo)
+-- = statements.sql mysql/copy_insert_select.12
 
 -- 2. [server-side] run on the replica: the largest SecDateTEdit read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)

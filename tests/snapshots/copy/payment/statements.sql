@@ -3,7 +3,68 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `payment` ADD COLUMN `MerchantFee` double NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE TRUE
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE TRUE
+  AND ((`PayNum` > :k0))
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
 SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
 FROM `opendental`.`payment`
@@ -32,7 +93,98 @@ ON DUPLICATE KEY UPDATE
   `IsCcCompleted` = VALUES(`IsCcCompleted`),
   `MerchantFee` = VALUES(`MerchantFee`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE TRUE
+  AND ((`PayNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`payment__etl_new` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE TRUE
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`payment__etl_new` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE TRUE
+  AND ((`PayNum` > :k0))
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`payment__etl_new` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
 SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
 FROM `opendental`.`payment`
@@ -61,7 +213,98 @@ ON DUPLICATE KEY UPDATE
   `IsCcCompleted` = VALUES(`IsCcCompleted`),
   `MerchantFee` = VALUES(`MerchantFee`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`payment__etl_new` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE TRUE
+  AND ((`PayNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`PayNum` > :k0))
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
 SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
 FROM `opendental`.`payment`
@@ -90,12 +333,136 @@ ON DUPLICATE KEY UPDATE
   `IsCcCompleted` = VALUES(`IsCcCompleted`),
   `MerchantFee` = VALUES(`MerchantFee`);
 
--- mysql/copy_insert_select.4  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
 SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
 FROM `opendental`.`payment`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-  AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `PayNum` > :k1))
+  AND ((`PayNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `PayNum` > :r1))
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `PayNum` > :r1))
+  AND ((`PayNum` > :k0))
+  AND ((`PayNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `PayNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `PayType` = VALUES(`PayType`),
+  `PayDate` = VALUES(`PayDate`),
+  `PayAmt` = VALUES(`PayAmt`),
+  `CheckNum` = VALUES(`CheckNum`),
+  `BankBranch` = VALUES(`BankBranch`),
+  `PayNote` = VALUES(`PayNote`),
+  `IsSplit` = VALUES(`IsSplit`),
+  `PatNum` = VALUES(`PatNum`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `DepositNum` = VALUES(`DepositNum`),
+  `Receipt` = VALUES(`Receipt`),
+  `IsRecurringCC` = VALUES(`IsRecurringCC`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `PaymentSource` = VALUES(`PaymentSource`),
+  `ProcessStatus` = VALUES(`ProcessStatus`),
+  `RecurringChargeDate` = VALUES(`RecurringChargeDate`),
+  `ExternalId` = VALUES(`ExternalId`),
+  `PaymentStatus` = VALUES(`PaymentStatus`),
+  `IsCcCompleted` = VALUES(`IsCcCompleted`),
+  `MerchantFee` = VALUES(`MerchantFee`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`payment` (`PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`)
+SELECT `PayNum`, `PayType`, `PayDate`, `PayAmt`, `CheckNum`, `BankBranch`, `PayNote`, `IsSplit`, `PatNum`, `ClinicNum`, `DateEntry`, `DepositNum`, `Receipt`, `IsRecurringCC`, `SecUserNumEntry`, `SecDateTEdit`, `PaymentSource`, `ProcessStatus`, `RecurringChargeDate`, `ExternalId`, `PaymentStatus`, `IsCcCompleted`, `MerchantFee`
+FROM `opendental`.`payment`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `PayNum` > :r1))
+  AND ((`PayNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `PayType` = VALUES(`PayType`),
   `PayDate` = VALUES(`PayDate`),

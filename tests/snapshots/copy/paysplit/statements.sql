@@ -3,7 +3,64 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `paysplit` ADD COLUMN `SecurityHash` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE TRUE
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE TRUE
+  AND ((`SplitNum` > :k0))
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
 SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
 FROM `opendental`.`paysplit`
@@ -30,7 +87,92 @@ ON DUPLICATE KEY UPDATE
   `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE TRUE
+  AND ((`SplitNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`paysplit__etl_new` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE TRUE
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`paysplit__etl_new` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE TRUE
+  AND ((`SplitNum` > :k0))
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`paysplit__etl_new` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
 SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
 FROM `opendental`.`paysplit`
@@ -57,7 +199,92 @@ ON DUPLICATE KEY UPDATE
   `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`paysplit__etl_new` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE TRUE
+  AND ((`SplitNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SplitNum` > :k0))
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
 SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
 FROM `opendental`.`paysplit`
@@ -84,12 +311,128 @@ ON DUPLICATE KEY UPDATE
   `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
   `SecurityHash` = VALUES(`SecurityHash`);
 
--- mysql/copy_insert_select.4  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
 SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
 FROM `opendental`.`paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
-  AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `SplitNum` > :k1))
+  AND ((`SplitNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `SplitNum` > :r1))
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `SplitNum` > :r1))
+  AND ((`SplitNum` > :k0))
+  AND ((`SplitNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `SplitNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `SplitAmt` = VALUES(`SplitAmt`),
+  `PatNum` = VALUES(`PatNum`),
+  `ProcDate` = VALUES(`ProcDate`),
+  `PayNum` = VALUES(`PayNum`),
+  `IsDiscount` = VALUES(`IsDiscount`),
+  `DiscountType` = VALUES(`DiscountType`),
+  `ProvNum` = VALUES(`ProvNum`),
+  `PayPlanNum` = VALUES(`PayPlanNum`),
+  `DatePay` = VALUES(`DatePay`),
+  `ProcNum` = VALUES(`ProcNum`),
+  `DateEntry` = VALUES(`DateEntry`),
+  `UnearnedType` = VALUES(`UnearnedType`),
+  `ClinicNum` = VALUES(`ClinicNum`),
+  `SecUserNumEntry` = VALUES(`SecUserNumEntry`),
+  `SecDateTEdit` = VALUES(`SecDateTEdit`),
+  `FSplitNum` = VALUES(`FSplitNum`),
+  `AdjNum` = VALUES(`AdjNum`),
+  `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
+  `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
+  `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`paysplit` (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`)
+SELECT `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
+  AND ((`SecDateTEdit` > :r0) OR (`SecDateTEdit` = :r0 AND `SplitNum` > :r1))
+  AND ((`SplitNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `SplitAmt` = VALUES(`SplitAmt`),
   `PatNum` = VALUES(`PatNum`),

@@ -3,7 +3,96 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `procedurecode` ADD COLUMN `DiagnosticCodes` varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE TRUE
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE TRUE
+  AND ((`CodeNum` > :k0))
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
 SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
 FROM `opendental`.`procedurecode`
@@ -46,7 +135,140 @@ ON DUPLICATE KEY UPDATE
   `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
   `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE TRUE
+  AND ((`CodeNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`procedurecode__etl_new` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE TRUE
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`procedurecode__etl_new` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE TRUE
+  AND ((`CodeNum` > :k0))
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`procedurecode__etl_new` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
 SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
 FROM `opendental`.`procedurecode`
@@ -89,7 +311,140 @@ ON DUPLICATE KEY UPDATE
   `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
   `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`procedurecode__etl_new` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE TRUE
+  AND ((`CodeNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`CodeNum` > :k0))
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
 SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
 FROM `opendental`.`procedurecode`
@@ -132,12 +487,192 @@ ON DUPLICATE KEY UPDATE
   `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
   `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
 
--- mysql/copy_insert_select.4  (binds: :k0, :k1, :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
 SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
 FROM `opendental`.`procedurecode`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
-  AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CodeNum` > :k1))
+  AND ((`CodeNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.13  (binds: :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CodeNum` > :r1))
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.14  (binds: :k0, :r0, :r1, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CodeNum` > :r1))
+  AND ((`CodeNum` > :k0))
+  AND ((`CodeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.15  (binds: :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CodeNum` > :r1))
+ON DUPLICATE KEY UPDATE
+  `ProcCode` = VALUES(`ProcCode`),
+  `Descript` = VALUES(`Descript`),
+  `AbbrDesc` = VALUES(`AbbrDesc`),
+  `ProcTime` = VALUES(`ProcTime`),
+  `ProcCat` = VALUES(`ProcCat`),
+  `TreatArea` = VALUES(`TreatArea`),
+  `NoBillIns` = VALUES(`NoBillIns`),
+  `IsProsth` = VALUES(`IsProsth`),
+  `DefaultNote` = VALUES(`DefaultNote`),
+  `IsHygiene` = VALUES(`IsHygiene`),
+  `GTypeNum` = VALUES(`GTypeNum`),
+  `AlternateCode1` = VALUES(`AlternateCode1`),
+  `MedicalCode` = VALUES(`MedicalCode`),
+  `IsTaxed` = VALUES(`IsTaxed`),
+  `PaintType` = VALUES(`PaintType`),
+  `GraphicColor` = VALUES(`GraphicColor`),
+  `LaymanTerm` = VALUES(`LaymanTerm`),
+  `IsCanadianLab` = VALUES(`IsCanadianLab`),
+  `PreExisting` = VALUES(`PreExisting`),
+  `BaseUnits` = VALUES(`BaseUnits`),
+  `SubstitutionCode` = VALUES(`SubstitutionCode`),
+  `SubstOnlyIf` = VALUES(`SubstOnlyIf`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `IsMultiVisit` = VALUES(`IsMultiVisit`),
+  `DrugNDC` = VALUES(`DrugNDC`),
+  `RevenueCodeDefault` = VALUES(`RevenueCodeDefault`),
+  `ProvNumDefault` = VALUES(`ProvNumDefault`),
+  `CanadaTimeUnits` = VALUES(`CanadaTimeUnits`),
+  `IsRadiology` = VALUES(`IsRadiology`),
+  `DefaultClaimNote` = VALUES(`DefaultClaimNote`),
+  `DefaultTPNote` = VALUES(`DefaultTPNote`),
+  `BypassGlobalLock` = VALUES(`BypassGlobalLock`),
+  `TaxCode` = VALUES(`TaxCode`),
+  `PaintText` = VALUES(`PaintText`),
+  `AreaAlsoToothRange` = VALUES(`AreaAlsoToothRange`),
+  `DiagnosticCodes` = VALUES(`DiagnosticCodes`);
+
+-- mysql/copy_insert_select.16  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`procedurecode` (`CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`)
+SELECT `CodeNum`, `ProcCode`, `Descript`, `AbbrDesc`, `ProcTime`, `ProcCat`, `TreatArea`, `NoBillIns`, `IsProsth`, `DefaultNote`, `IsHygiene`, `GTypeNum`, `AlternateCode1`, `MedicalCode`, `IsTaxed`, `PaintType`, `GraphicColor`, `LaymanTerm`, `IsCanadianLab`, `PreExisting`, `BaseUnits`, `SubstitutionCode`, `SubstOnlyIf`, `DateTStamp`, `IsMultiVisit`, `DrugNDC`, `RevenueCodeDefault`, `ProvNumDefault`, `CanadaTimeUnits`, `IsRadiology`, `DefaultClaimNote`, `DefaultTPNote`, `BypassGlobalLock`, `TaxCode`, `PaintText`, `AreaAlsoToothRange`, `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
+  AND ((`DateTStamp` > :r0) OR (`DateTStamp` = :r0 AND `CodeNum` > :r1))
+  AND ((`CodeNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `ProcCode` = VALUES(`ProcCode`),
   `Descript` = VALUES(`Descript`),

@@ -3,7 +3,114 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `provider` ADD COLUMN `PreferredName` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE TRUE
+  AND ((`ProvNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE TRUE
+  AND ((`ProvNum` > :k0))
+  AND ((`ProvNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
 SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
 FROM `opendental`.`provider`
@@ -55,7 +162,167 @@ ON DUPLICATE KEY UPDATE
   `DateTerm` = VALUES(`DateTerm`),
   `PreferredName` = VALUES(`PreferredName`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE TRUE
+  AND ((`ProvNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`provider__etl_new` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE TRUE
+  AND ((`ProvNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`provider__etl_new` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE TRUE
+  AND ((`ProvNum` > :k0))
+  AND ((`ProvNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`provider__etl_new` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
 SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
 FROM `opendental`.`provider`
@@ -107,11 +374,224 @@ ON DUPLICATE KEY UPDATE
   `DateTerm` = VALUES(`DateTerm`),
   `PreferredName` = VALUES(`PreferredName`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`provider__etl_new` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE TRUE
+  AND ((`ProvNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
 SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
 FROM `opendental`.`provider`
 WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
+  AND ((`ProvNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
+  AND ((`ProvNum` > :k0))
+  AND ((`ProvNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
+ON DUPLICATE KEY UPDATE
+  `Abbr` = VALUES(`Abbr`),
+  `ItemOrder` = VALUES(`ItemOrder`),
+  `LName` = VALUES(`LName`),
+  `FName` = VALUES(`FName`),
+  `MI` = VALUES(`MI`),
+  `Suffix` = VALUES(`Suffix`),
+  `FeeSched` = VALUES(`FeeSched`),
+  `Specialty` = VALUES(`Specialty`),
+  `SSN` = VALUES(`SSN`),
+  `StateLicense` = VALUES(`StateLicense`),
+  `DEANum` = VALUES(`DEANum`),
+  `IsSecondary` = VALUES(`IsSecondary`),
+  `ProvColor` = VALUES(`ProvColor`),
+  `IsHidden` = VALUES(`IsHidden`),
+  `UsingTIN` = VALUES(`UsingTIN`),
+  `BlueCrossID` = VALUES(`BlueCrossID`),
+  `SigOnFile` = VALUES(`SigOnFile`),
+  `MedicaidID` = VALUES(`MedicaidID`),
+  `OutlineColor` = VALUES(`OutlineColor`),
+  `SchoolClassNum` = VALUES(`SchoolClassNum`),
+  `NationalProvID` = VALUES(`NationalProvID`),
+  `CanadianOfficeNum` = VALUES(`CanadianOfficeNum`),
+  `DateTStamp` = VALUES(`DateTStamp`),
+  `AnesthProvType` = VALUES(`AnesthProvType`),
+  `TaxonomyCodeOverride` = VALUES(`TaxonomyCodeOverride`),
+  `IsCDAnet` = VALUES(`IsCDAnet`),
+  `EcwID` = VALUES(`EcwID`),
+  `StateRxID` = VALUES(`StateRxID`),
+  `IsNotPerson` = VALUES(`IsNotPerson`),
+  `StateWhereLicensed` = VALUES(`StateWhereLicensed`),
+  `EmailAddressNum` = VALUES(`EmailAddressNum`),
+  `IsInstructor` = VALUES(`IsInstructor`),
+  `EhrMuStage` = VALUES(`EhrMuStage`),
+  `ProvNumBillingOverride` = VALUES(`ProvNumBillingOverride`),
+  `CustomID` = VALUES(`CustomID`),
+  `ProvStatus` = VALUES(`ProvStatus`),
+  `IsHiddenReport` = VALUES(`IsHiddenReport`),
+  `IsErxEnabled` = VALUES(`IsErxEnabled`),
+  `Birthdate` = VALUES(`Birthdate`),
+  `SchedNote` = VALUES(`SchedNote`),
+  `WebSchedDescript` = VALUES(`WebSchedDescript`),
+  `WebSchedImageLocation` = VALUES(`WebSchedImageLocation`),
+  `HourlyProdGoalAmt` = VALUES(`HourlyProdGoalAmt`),
+  `DateTerm` = VALUES(`DateTerm`),
+  `PreferredName` = VALUES(`PreferredName`);
+
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`provider` (`ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`)
+SELECT `ProvNum`, `Abbr`, `ItemOrder`, `LName`, `FName`, `MI`, `Suffix`, `FeeSched`, `Specialty`, `SSN`, `StateLicense`, `DEANum`, `IsSecondary`, `ProvColor`, `IsHidden`, `UsingTIN`, `BlueCrossID`, `SigOnFile`, `MedicaidID`, `OutlineColor`, `SchoolClassNum`, `NationalProvID`, `CanadianOfficeNum`, `DateTStamp`, `AnesthProvType`, `TaxonomyCodeOverride`, `IsCDAnet`, `EcwID`, `StateRxID`, `IsNotPerson`, `StateWhereLicensed`, `EmailAddressNum`, `IsInstructor`, `EhrMuStage`, `ProvNumBillingOverride`, `CustomID`, `ProvStatus`, `IsHiddenReport`, `IsErxEnabled`, `Birthdate`, `SchedNote`, `WebSchedDescript`, `WebSchedImageLocation`, `HourlyProdGoalAmt`, `DateTerm`, `PreferredName`
+FROM `opendental`.`provider`
+WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
+  AND ((`ProvNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `Abbr` = VALUES(`Abbr`),
   `ItemOrder` = VALUES(`ItemOrder`),

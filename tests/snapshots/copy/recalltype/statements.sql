@@ -3,7 +3,34 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `recalltype` ADD COLUMN `AppendToSpecial` tinyint(4) NOT NULL;
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE TRUE
+  AND ((`RecallTypeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE TRUE
+  AND ((`RecallTypeNum` > :k0))
+  AND ((`RecallTypeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
 SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
 FROM `opendental`.`recalltype`
@@ -15,7 +42,47 @@ ON DUPLICATE KEY UPDATE
   `Procedures` = VALUES(`Procedures`),
   `AppendToSpecial` = VALUES(`AppendToSpecial`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE TRUE
+  AND ((`RecallTypeNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`recalltype__etl_new` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE TRUE
+  AND ((`RecallTypeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`recalltype__etl_new` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE TRUE
+  AND ((`RecallTypeNum` > :k0))
+  AND ((`RecallTypeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`recalltype__etl_new` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
 SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
 FROM `opendental`.`recalltype`
@@ -27,11 +94,64 @@ ON DUPLICATE KEY UPDATE
   `Procedures` = VALUES(`Procedures`),
   `AppendToSpecial` = VALUES(`AppendToSpecial`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`recalltype__etl_new` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE TRUE
+  AND ((`RecallTypeNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
 SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
 FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
+  AND ((`RecallTypeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
+  AND ((`RecallTypeNum` > :k0))
+  AND ((`RecallTypeNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
+ON DUPLICATE KEY UPDATE
+  `Description` = VALUES(`Description`),
+  `DefaultInterval` = VALUES(`DefaultInterval`),
+  `TimePattern` = VALUES(`TimePattern`),
+  `Procedures` = VALUES(`Procedures`),
+  `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`recalltype` (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`)
+SELECT `RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
+  AND ((`RecallTypeNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `Description` = VALUES(`Description`),
   `DefaultInterval` = VALUES(`DefaultInterval`),

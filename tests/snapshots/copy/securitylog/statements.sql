@@ -3,7 +3,46 @@
 -- mysql/add_column.1  (binds: none)
 ALTER TABLE `securitylog` ADD COLUMN `DateTPrevious` datetime NOT NULL DEFAULT '0001-01-01 00:00:00';
 
--- mysql/copy_insert_select.1  (binds: none)
+-- mysql/copy_insert_select.1  (binds: :u0)
+INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE TRUE
+  AND ((`SecurityLogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.2  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE TRUE
+  AND ((`SecurityLogNum` > :k0))
+  AND ((`SecurityLogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.3  (binds: none)
 INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
 SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
 FROM `opendental`.`securitylog`
@@ -21,7 +60,65 @@ ON DUPLICATE KEY UPDATE
   `DefNumError` = VALUES(`DefNumError`),
   `DateTPrevious` = VALUES(`DateTPrevious`);
 
--- mysql/copy_insert_select.2  (binds: none)
+-- mysql/copy_insert_select.4  (binds: :k0)
+INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE TRUE
+  AND ((`SecurityLogNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.5  (binds: :u0)
+INSERT INTO `opendental_replication`.`securitylog__etl_new` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE TRUE
+  AND ((`SecurityLogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.6  (binds: :k0, :u0)
+INSERT INTO `opendental_replication`.`securitylog__etl_new` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE TRUE
+  AND ((`SecurityLogNum` > :k0))
+  AND ((`SecurityLogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.7  (binds: none)
 INSERT INTO `opendental_replication`.`securitylog__etl_new` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
 SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
 FROM `opendental`.`securitylog`
@@ -39,11 +136,88 @@ ON DUPLICATE KEY UPDATE
   `DefNumError` = VALUES(`DefNumError`),
   `DateTPrevious` = VALUES(`DateTPrevious`);
 
--- mysql/copy_insert_select.3  (binds: :w0_hi, :w0_lo)
+-- mysql/copy_insert_select.8  (binds: :k0)
+INSERT INTO `opendental_replication`.`securitylog__etl_new` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE TRUE
+  AND ((`SecurityLogNum` > :k0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.9  (binds: :u0, :w0_hi, :w0_lo)
 INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
 SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
 FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
+  AND ((`SecurityLogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.10  (binds: :k0, :u0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
+  AND ((`SecurityLogNum` > :k0))
+  AND ((`SecurityLogNum` <= :u0))
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.11  (binds: :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
+ON DUPLICATE KEY UPDATE
+  `PermType` = VALUES(`PermType`),
+  `UserNum` = VALUES(`UserNum`),
+  `LogDateTime` = VALUES(`LogDateTime`),
+  `LogText` = VALUES(`LogText`),
+  `PatNum` = VALUES(`PatNum`),
+  `CompName` = VALUES(`CompName`),
+  `FKey` = VALUES(`FKey`),
+  `LogSource` = VALUES(`LogSource`),
+  `DefNum` = VALUES(`DefNum`),
+  `DefNumError` = VALUES(`DefNumError`),
+  `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_insert_select.12  (binds: :k0, :w0_hi, :w0_lo)
+INSERT INTO `opendental_replication`.`securitylog` (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`)
+SELECT `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
+  AND ((`SecurityLogNum` > :k0))
 ON DUPLICATE KEY UPDATE
   `PermType` = VALUES(`PermType`),
   `UserNum` = VALUES(`UserNum`),

@@ -39,6 +39,10 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
         store.write_failure(conns[tracked_on], outcome, str(exc), status="interrupted")
         raise
     except Exception as exc:
+        if stop.requested():  # the statement the stop request ended on the server (stop.cancel_on_stop)
+            message = f"interrupted by {stop.signal_name()} ({type(exc).__name__}: {exc})"
+            store.write_failure(conns[tracked_on], outcome, message, status="interrupted")
+            raise stop.Interrupted(message) from exc
         store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
         raise
     return outcome
@@ -70,7 +74,8 @@ class Executor:
         """Run one step; inside a block loop, `block` is the current block, `extra` its RunValues and
         `read_conn` the reading connection when this thread owns it (a fault point may drop it)."""
         if isinstance(step, Exec):
-            with self.conns[step.on].cursor() as cur, _progress(step.progress):
+            conn = self.conns[step.on]
+            with conn.cursor() as cur, _progress(step.progress), stop.cancel_on_stop(_canceller(conn)):
                 execute(cur, step.statement, self._resolve(step.params, extra))
                 changed, records = _rows_changed(cur)
                 for counter in step.counts:
@@ -255,6 +260,17 @@ def _rows_changed(cur: Any) -> tuple[int, int | None]:
             records, duplicates = int(found.group(1)), int(found.group(2))
             return max(rows - duplicates, 0), records
     return rows, None
+
+
+def _canceller(conn: Any):
+    """How a stop request ends the statement running on `conn`: PostgreSQL cancels from any thread
+    (psycopg2's cancel), MySQL takes a KILL QUERY from a connection of its own."""
+    if hasattr(conn, "cancel"):
+        return conn.cancel
+    if hasattr(conn, "thread_id") and hasattr(conn, "host"):
+        from etl.dialects import mysql
+        return lambda: mysql.kill_query(conn)
+    return None
 
 
 def _progress(label: str | None):

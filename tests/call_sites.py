@@ -249,8 +249,19 @@ def history_and_status() -> dict[str, Any]:
             "text": status.format_status(report), "history_text": status.format_history(history)}
 
 
+def stop_cancels() -> dict[str, Any]:
+    """A clean stop ends a long MySQL statement with KILL QUERY, sent on a connection of its own."""
+    from types import SimpleNamespace
+
+    killer = FakeConn()
+    running = SimpleNamespace(host="db", port=3306, user="etl", password="pw", thread_id=lambda: 4242)
+    with mock.patch("pymysql.connect", lambda **kw: killer):
+        mysql.kill_query(running)
+    return {"killer": killer}
+
+
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
     reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
-    transform_window, verify_sides, discover_source, history_and_status,
+    transform_window, verify_sides, discover_source, history_and_status, stop_cancels,
 )
 

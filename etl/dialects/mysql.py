@@ -242,6 +242,19 @@ def block_files() -> Iterator[Callable[[bytes], str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def kill_query(conn: Any) -> None:
+    """End the statement `conn` is running, from a connection of its own (a clean stop, etl/stop.py)."""
+    from etl.db import execute
+
+    killer = pymysql.connect(host=conn.host, port=conn.port, user=conn.user, password=conn.password,
+                             connect_timeout=5, autocommit=True)
+    try:
+        with killer.cursor() as cur:
+            execute(cur, render("kill_query"), {"thread_id": conn.thread_id()})
+    finally:
+        killer.close()
+
+
 def sweep_block_folders(directory: str | None = None) -> list[str]:
     """Remove the block folders left by runs of this user whose process is gone; returns their paths."""
     directory = directory or tempfile.gettempdir()

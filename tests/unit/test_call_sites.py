@@ -187,3 +187,9 @@ def test_a_bad_since_or_phase_is_a_usage_error() -> None:
         parse_since("yesterday")
     with pytest.raises(ConfigError, match="--phase"):
         history(cs.SETTINGS, phase="nope")
+
+
+def test_a_stop_kills_the_running_query_by_its_thread_id() -> None:
+    killer = cs.stop_cancels()["killer"]
+    assert [(sql.strip(), params) for sql, params in killer.executed] == [("KILL QUERY %(thread_id)s", {"thread_id": 4242})]
+    assert killer.closed

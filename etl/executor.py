@@ -75,7 +75,7 @@ class Executor:
         `read_conn` the reading connection when this thread owns it (a fault point may drop it)."""
         if isinstance(step, Exec):
             conn = self.conns[step.on]
-            with conn.cursor() as cur, _progress(step.progress), stop.cancel_on_stop(_canceller(conn)):
+            with conn.cursor() as cur, _progress(step.progress, conn), stop.cancel_on_stop(_canceller(conn)):
                 execute(cur, step.statement, self._resolve(step.params, extra))
                 changed, records = _rows_changed(cur)
                 for counter in step.counts:
@@ -273,5 +273,20 @@ def _canceller(conn: Any):
     return None
 
 
-def _progress(label: str | None):
-    return progress.track(label, counts_rows=False) if label else contextlib.nullcontext()
+@contextlib.contextmanager
+def _progress(label: str | None, conn: Any = None):
+    """The progress line of a long single statement: rows written so far where the server says (MySQL:
+    its InnoDB transaction's count), else the time elapsed."""
+    if not label:
+        yield None
+        return
+    poll = None
+    if hasattr(conn, "thread_id") and hasattr(conn, "host"):
+        from etl.dialects import mysql
+        poll = mysql.StatementProgress(conn)
+    try:
+        with progress.track(label, counts_rows=False, poll=poll) as tracker:
+            yield tracker
+    finally:
+        if poll is not None:
+            poll.close()

@@ -257,7 +257,12 @@ def stop_cancels() -> dict[str, Any]:
     running = SimpleNamespace(host="db", port=3306, user="etl", password="pw", thread_id=lambda: 4242)
     with mock.patch("pymysql.connect", lambda **kw: killer):
         mysql.kill_query(running)
-    return {"killer": killer}
+    watcher = FakeConn([[(1234,)], []])
+    with mock.patch("pymysql.connect", lambda **kw: watcher):
+        poll = mysql.StatementProgress(running)
+        polled = [poll(), poll()]
+        poll.close()
+    return {"killer": killer, "watcher": watcher, "polled": polled}
 
 
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (

@@ -193,3 +193,10 @@ def test_a_stop_kills_the_running_query_by_its_thread_id() -> None:
     killer = cs.stop_cancels()["killer"]
     assert [(sql.strip(), params) for sql, params in killer.executed] == [("KILL QUERY %(thread_id)s", {"thread_id": 4242})]
     assert killer.closed
+
+
+def test_a_long_statement_reports_the_rows_its_transaction_wrote() -> None:
+    found = cs.stop_cancels()
+    assert found["polled"] == [1234, None]  # no row: not started yet (or no PROCESS grant)
+    assert all(params == {"thread_id": 4242} for _, params in found["watcher"].executed)
+    assert found["watcher"].closed

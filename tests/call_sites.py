@@ -139,6 +139,10 @@ def tracking_stores() -> dict[str, Any]:
         store.write_history(history, tracking.History(run_id="r", phase="reconcile", table="patient",
                                                       started_at=dt.datetime(2025, 6, 1), status="success"))
         out[f"{phase} history"] = history
+        unplanned = FakeConn([[], [(100,)]])  # the status mark, then the next history id (PostgreSQL)
+        store.write_unplanned_failure(unplanned, phase, table, "run-2", dt.datetime(2025, 6, 2),
+                                      "SchemaError: table 'appointment' does not exist in the source database")
+        out[f"{phase} unplanned"] = unplanned
     store = tracking.store(SETTINGS, "analytics")
     out["transform init"] = store.init_rows(FakeConn(rowcount=0), "transform", [sc.demo_config()["patient"]])
     out["transform all"] = store.all_rows(FakeConn([[("patient", "skipped", "DateTStamp", None, 0, None)]]),

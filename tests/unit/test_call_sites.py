@@ -200,3 +200,13 @@ def test_a_long_statement_reports_the_rows_its_transaction_wrote() -> None:
     assert found["polled"] == [1234, None]  # no row: not started yet (or no PROCESS grant)
     assert all(params == {"thread_id": 4242} for _, params in found["watcher"].executed)
     assert found["watcher"].closed
+
+
+@pytest.mark.parametrize("phase,status_column", [("copy", "copy_status"), ("load", "load_status")])
+def test_a_failure_before_any_plan_is_a_failed_status_and_a_history_row(phase, status_column) -> None:
+    conn = cs.tracking_stores()[f"{phase} unplanned"]
+    mark, history = conn.executed[0], conn.executed[-1]
+    assert mark[1][status_column] == "failed" and mark[1]["table_name"] == "appointment"
+    assert "etl_run_history" in history[0] and history[1]["status"] == "failed"
+    assert "does not exist" in history[1]["error"] and history[1]["phase"] == phase
+    assert conn.rollbacks == 1 and conn.commits == 1

@@ -330,6 +330,8 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
                              reconcile_after_load=not getattr(args, "no_reconcile", False))
         failed = [r for r in results if not r.ok]
         from etl import stop
+        if stop.requested() and args.json:  # a scheduler still gets what did run
+            print(json.dumps([dataclasses.asdict(r) for r in results]))
         if stop.requested():  # one line: what stopped it and which table runs it cut short
             cut = sorted({f"{r.phase} {r.table}" for r in results if not r.ok and r.error
                           and ("interrupted" in r.error or "not retried" in r.error)})

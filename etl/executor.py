@@ -41,6 +41,10 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
         store.write_failure(conns[tracked_on], outcome, str(exc), status="interrupted")
         raise
     except Exception as exc:
+        if stop.requested():  # the statement the stop request ended on the server (stop.cancel_on_stop)
+            message = f"interrupted by {stop.signal_name()} ({type(exc).__name__}: {exc})"
+            store.write_failure(conns[tracked_on], outcome, message, status="interrupted")
+            raise stop.Interrupted(message) from exc
         store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
         raise
     return outcome
@@ -80,7 +84,8 @@ class Executor:
         """Run one step; inside a block loop, `block` is the current block, `extra` its RunValues and
         `read_conn` the reading connection when this thread owns it (a fault point may drop it)."""
         if isinstance(step, Exec):
-            with self.conns[step.on].cursor() as cur, _progress(step.progress):
+            conn = self.conns[step.on]
+            with conn.cursor() as cur, _progress(step.progress, conn), stop.cancel_on_stop(_canceller(conn)):
                 execute(cur, step.statement, self._resolve(step.params, extra))
                 changed, records = _rows_changed(cur)
                 for counter in step.counts:
@@ -295,5 +300,31 @@ def _rows_changed(cur: Any) -> tuple[int, int | None]:
     return rows, None
 
 
-def _progress(label: str | None):
-    return progress.track(label, counts_rows=False) if label else contextlib.nullcontext()
+def _canceller(conn: Any):
+    """How a stop request ends the statement running on `conn`: PostgreSQL cancels from any thread
+    (psycopg2's cancel), MySQL takes a KILL QUERY from a connection of its own."""
+    if hasattr(conn, "cancel"):
+        return conn.cancel
+    if hasattr(conn, "thread_id") and hasattr(conn, "host"):
+        from etl.dialects import mysql
+        return lambda: mysql.kill_query(conn)
+    return None
+
+
+@contextlib.contextmanager
+def _progress(label: str | None, conn: Any = None):
+    """The progress line of a long single statement: rows written so far where the server says (MySQL:
+    its InnoDB transaction's count), else the time elapsed."""
+    if not label:
+        yield None
+        return
+    poll = None
+    if hasattr(conn, "thread_id") and hasattr(conn, "host"):
+        from etl.dialects import mysql
+        poll = mysql.StatementProgress(conn)
+    try:
+        with progress.track(label, counts_rows=False, poll=poll) as tracker:
+            yield tracker
+    finally:
+        if poll is not None:
+            poll.close()

@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 log = logging.getLogger("etl.progress")
 
@@ -30,16 +30,31 @@ log = logging.getLogger("etl.progress")
 LOG_INTERVAL = 10.0
 #: Seconds between two redraws of the terminal line.
 DRAW_INTERVAL = 0.25
+#: Seconds between two polls of a statement's progress (Tracker.poll: a query on the server).
+POLL_INTERVAL = 2.0
 
 
 class Tracker:
-    def __init__(self, label: str, estimate: int | None, counts_rows: bool):
+    def __init__(self, label: str, estimate: int | None, counts_rows: bool,
+                 poll: Callable[[], int | None] | None = None):
         self.label = label
         self.estimate = estimate if estimate and estimate > 0 else None
         self.counts_rows = counts_rows
         self.rows = 0
         self.started = time.monotonic()
         self.last_logged = self.started
+        #: For a statement that reports no rows itself: asked (by the display thread, at most once per
+        #: POLL_INTERVAL) how many rows it has written so far; None keeps the time-elapsed form.
+        self.poll = poll
+        self.last_polled = 0.0
+
+    def refresh(self, now: float) -> None:
+        if self.poll is None or now - self.last_polled < POLL_INTERVAL:
+            return
+        self.last_polled = now
+        rows = self.poll()
+        if rows is not None:
+            self.rows, self.counts_rows = rows, True
 
     def advance(self, rows: int) -> None:
         self.rows += rows  # one writer per tracker; the display thread only reads
@@ -108,6 +123,8 @@ class _Display:
             stopping = self.wake.wait(DRAW_INTERVAL if mode == "tty" else 1.0)
             with self.lock:
                 active = list(self.trackers)
+            for tracker in active:
+                tracker.refresh(time.monotonic())
             if mode == "tty":
                 self._draw(stream, active)
             elif mode == "log":
@@ -162,9 +179,10 @@ _display = _Display()
 
 
 @contextlib.contextmanager
-def track(label: str, estimate: int | None = None, *, counts_rows: bool = True) -> Iterator[Tracker]:
+def track(label: str, estimate: int | None = None, *, counts_rows: bool = True,
+          poll: Callable[[], int | None] | None = None) -> Iterator[Tracker]:
     """A tracker for one long piece of work; shown while the block runs (see the module docstring)."""
-    tracker = Tracker(label, estimate, counts_rows)
+    tracker = Tracker(label, estimate, counts_rows, poll)
     if _display.mode(sys.stderr) is None:
         yield tracker
         return

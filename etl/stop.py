@@ -15,16 +15,20 @@ While the transform's dbt run holds the main thread, the first signal raises Key
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
 import signal
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 from etl.errors import EtlError
 
 _requested = threading.Event()
 _signal: list[int] = []
 _main_interruptible = threading.Event()
+_cancels: dict[int, Callable[[], None]] = {}
+_cancels_lock = threading.Lock()
 
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 
@@ -74,6 +78,36 @@ def reset() -> None:
     _signal.clear()
 
 
+_keys = itertools.count()
+
+
+@contextlib.contextmanager
+def cancel_on_stop(cancel: Callable[[], None] | None) -> Iterator[None]:
+    """While inside, a stop request also calls `cancel` (from another thread): a statement that runs for
+    long in one piece (a same-server INSERT ... SELECT, a PostgreSQL upsert) is ended on the server."""
+    if cancel is None:
+        yield
+        return
+    key = next(_keys)
+    with _cancels_lock:
+        _cancels[key] = cancel
+    try:
+        yield
+    finally:
+        with _cancels_lock:
+            _cancels.pop(key, None)
+
+
+def _cancel_all() -> None:
+    with _cancels_lock:
+        pending = list(_cancels.values())
+    for cancel in pending:
+        try:
+            cancel()
+        except Exception:  # the statement may have ended meanwhile; the safe points still stop the run
+            logging.getLogger("etl.stop").debug("cancel failed", exc_info=True)
+
+
 def _handle(signum: int, _frame) -> None:
     if _requested.is_set():  # the second signal: no more waiting
         try:
@@ -86,6 +120,7 @@ def _handle(signum: int, _frame) -> None:
                     f"(send it again to stop at once)\n".encode())
     except OSError:
         pass
+    threading.Thread(target=_cancel_all, name="etl-stop", daemon=True).start()
     if _main_interruptible.is_set():
         raise KeyboardInterrupt
 

@@ -152,6 +152,10 @@ def tracking_stores() -> dict[str, Any]:
         store.write_history(history, tracking.History(run_id="r", phase="reconcile", table="patient",
                                                       started_at=dt.datetime(2025, 6, 1), status="success"))
         out[f"{phase} history"] = history
+        unplanned = FakeConn([[], [(100,)]])  # the status mark, then the next history id (PostgreSQL)
+        store.write_unplanned_failure(unplanned, phase, table, "run-2", dt.datetime(2025, 6, 2),
+                                      "SchemaError: table 'appointment' does not exist in the source database")
+        out[f"{phase} unplanned"] = unplanned
     store = tracking.store(SETTINGS, "analytics")
     out["transform init"] = store.init_rows(FakeConn(rowcount=0), "transform", [sc.demo_config()["patient"]])
     out["transform all"] = store.all_rows(FakeConn([[("patient", "skipped", "DateTStamp", None, 0, None)]]),
@@ -277,8 +281,24 @@ def history_and_status() -> dict[str, Any]:
             "text": status.format_status(report), "history_text": status.format_history(history)}
 
 
+def stop_cancels() -> dict[str, Any]:
+    """A clean stop ends a long MySQL statement with KILL QUERY, sent on a connection of its own."""
+    from types import SimpleNamespace
+
+    killer = FakeConn()
+    running = SimpleNamespace(host="db", port=3306, user="etl", password="pw", thread_id=lambda: 4242)
+    with mock.patch("pymysql.connect", lambda **kw: killer):
+        mysql.kill_query(running)
+    watcher = FakeConn([[(1234,)], []])
+    with mock.patch("pymysql.connect", lambda **kw: watcher):
+        poll = mysql.StatementProgress(running)
+        polled = [poll(), poll()]
+        poll.close()
+    return {"killer": killer, "watcher": watcher, "polled": polled}
+
+
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
     reflection, json_reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
-    transform_window, verify_sides, staging_keys, discover_source, history_and_status,
+    transform_window, verify_sides, staging_keys, discover_source, history_and_status, stop_cancels,
 )
 

@@ -354,6 +354,49 @@ def block_files() -> Iterator[Callable[[bytes], str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def kill_query(conn: Any) -> None:
+    """End the statement `conn` is running, from a connection of its own (a clean stop, etl/stop.py)."""
+    from etl.db import execute
+
+    killer = pymysql.connect(host=conn.host, port=conn.port, user=conn.user, password=conn.password,
+                             connect_timeout=5, autocommit=True)
+    try:
+        with killer.cursor() as cur:
+            execute(cur, render("kill_query"), {"thread_id": conn.thread_id()})
+    finally:
+        killer.close()
+
+
+class StatementProgress:
+    """Rows a long statement on `conn` has written so far (its InnoDB transaction's count), polled from a
+    connection of its own that opens on the first poll; None when the server will not say."""
+
+    def __init__(self, conn: Any):
+        self.conn, self.watcher, self.failed = conn, None, False
+
+    def __call__(self) -> int | None:
+        from etl.db import fetch_one
+
+        if self.failed:
+            return None
+        try:
+            if self.watcher is None:
+                self.watcher = pymysql.connect(host=self.conn.host, port=self.conn.port, user=self.conn.user,
+                                               password=self.conn.password, connect_timeout=5, autocommit=True)
+            row = fetch_one(self.watcher, render("statement_progress"), {"thread_id": self.conn.thread_id()})
+            return int(row[0]) if row and row[0] is not None else None
+        except Exception:  # progress is not worth failing for: shown as time elapsed instead
+            self.failed = True
+            return None
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            try:
+                self.watcher.close()
+            except Exception:
+                pass
+
+
 def sweep_block_folders(directory: str | None = None) -> list[str]:
     """Remove the block folders left by runs of this user whose process is gone; returns their paths."""
     directory = directory or tempfile.gettempdir()

@@ -261,7 +261,7 @@ def test_two_clinics_run_from_their_dags_and_failed_table_tasks_converge(deploym
     assert a[("table.delete_detection", "appointment")]["state"] == "upstream_failed"
     assert "copy appointment: skipped, another run holds its lock" in d.log  # the task log is the phase's log
     assert "running: etl --clinic b copy procedurelog --jobs 1 --json" in d.log
-    assert re.search(r"INFO +copy procedurelog +full +read \d+, wrote \d+", d.log)
+    assert re.search(r"INFO +copy procedurelog +full +read \d+, written \d+", d.log)
 
     # ---- 2. changes at both sources; b's procedurelog copy is killed after its third committed block
     stamp = "NOW() - INTERVAL 40 MINUTE"  # newer than every demo row, older than the open second

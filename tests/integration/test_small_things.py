@@ -77,3 +77,6 @@ def test_usage_errors_and_help(configured):
         text = etl(configured, command, "--help").stdout
         description = text.split("\n\n")[1]  # after the usage: the one-line description
         assert not description.startswith(("positional", "options")), (command, text)
+    dbt_help = etl(configured, "dbt", "--", "--help")
+    assert dbt_help.returncode == 0 and "Usage:" in dbt_help.stdout, dbt_help.stderr
+    assert "\x1b[" not in dbt_help.stdout  # no colour codes off a terminal

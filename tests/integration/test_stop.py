@@ -99,3 +99,51 @@ def test_a_second_signal_exits_at_once(demo, tmp_path):
     # No cleanup happened: the next start sweeps the dead run's block folder.
     stale = glob.glob(os.path.join(tempfile.gettempdir(), f"etl-copy-{proc.pid}-*"))
     assert stale and sorted(sweep_block_folders()) == sorted(stale)
+
+
+def test_a_long_server_side_statement_is_ended_on_the_server(demo, tmp_path):
+    """Same servers: one INSERT ... SELECT moves the rows. A READ lock on the replica table holds it (a
+    deterministic stand-in for a long statement); SIGTERM must end it on the server within seconds."""
+    from tests.conftest import mysql_conn
+
+    settings = demo.settings
+    first = subprocess.run([sys.executable, "-m", "etl", "copy", "procedurelog"], env=_env(settings),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    demo.source("UPDATE procedurelog SET ProcFee = ProcFee + 1, DateTStamp = UTC_TIMESTAMP() - INTERVAL 10 MINUTE "
+                "WHERE ProcNum % 5 = 0")
+    holder = mysql_conn(settings.replica_url)
+    watcher = mysql_conn(settings.replica_url)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLES procedurelog READ")
+        proc = subprocess.Popen([sys.executable, "-m", "etl", "copy", "procedurelog"], env=_env(settings),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while True:
+            with watcher.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO%%' "
+                            "AND DB = %s", (settings.replica_url.database,))
+                if cur.fetchone()[0]:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - started < 10, "the statement was not ended"
+    finally:
+        with holder.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        holder.close()
+        watcher.close()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("interrupted by SIGTERM"), err
+    status = demo.replica("SELECT status, error FROM etl_run_history WHERE table_name = 'procedurelog' "
+                          "ORDER BY id DESC LIMIT 1")[0]
+    assert status[0] == "interrupted" and "SIGTERM" in status[1], status
+    rerun = subprocess.run([sys.executable, "-m", "etl", "copy"], env=_env(settings), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert demo.source("SELECT COUNT(*), SUM(ProcFee) FROM procedurelog") == \
+        demo.replica("SELECT COUNT(*), SUM(ProcFee) FROM procedurelog")

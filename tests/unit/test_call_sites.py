@@ -203,3 +203,26 @@ def test_a_bad_since_or_phase_is_a_usage_error() -> None:
         parse_since("yesterday")
     with pytest.raises(ConfigError, match="--phase"):
         history(cs.SETTINGS, phase="nope")
+
+
+def test_a_stop_kills_the_running_query_by_its_thread_id() -> None:
+    killer = cs.stop_cancels()["killer"]
+    assert [(sql.strip(), params) for sql, params in killer.executed] == [("KILL QUERY %(thread_id)s", {"thread_id": 4242})]
+    assert killer.closed
+
+
+def test_a_long_statement_reports_the_rows_its_transaction_wrote() -> None:
+    found = cs.stop_cancels()
+    assert found["polled"] == [1234, None]  # no row: not started yet (or no PROCESS grant)
+    assert all(params == {"thread_id": 4242} for _, params in found["watcher"].executed)
+    assert found["watcher"].closed
+
+
+@pytest.mark.parametrize("phase,status_column", [("copy", "copy_status"), ("load", "load_status")])
+def test_a_failure_before_any_plan_is_a_failed_status_and_a_history_row(phase, status_column) -> None:
+    conn = cs.tracking_stores()[f"{phase} unplanned"]
+    mark, history = conn.executed[0], conn.executed[-1]
+    assert mark[1][status_column] == "failed" and mark[1]["table_name"] == "appointment"
+    assert "etl_run_history" in history[0] and history[1]["status"] == "failed"
+    assert "does not exist" in history[1]["error"] and history[1]["phase"] == phase
+    assert conn.rollbacks == 1 and conn.commits == 1

@@ -92,3 +92,13 @@ def test_a_log_record_never_shares_the_progress_line() -> None:
     text = stream.getvalue()
     # The line was wiped (carriage return, erase) before the record: the record starts a clean line.
     assert text.endswith("\r\x1b[Ka log line\n") and not progress._display.drawn
+
+
+def test_a_polled_statement_shows_rows_and_rate() -> None:
+    answers = iter([None, 5000])
+    tracker = progress.Tracker("copy procedurelog (server-side)", None, False, poll=lambda: next(answers))
+    tracker.refresh(tracker.started + 3)
+    assert "elapsed" in tracker.describe()          # the server said nothing yet
+    tracker.refresh(tracker.started + 3.5)          # within POLL_INTERVAL: not asked again
+    tracker.refresh(tracker.started + 6)
+    assert tracker.rows == 5000 and "rows/s" in tracker.describe(tracker.started + 6)

@@ -143,7 +143,7 @@ class Executor:
             chunks: Iterator[Any] = prefetch(read_blocks(
                 conn, plan, read.boundary.get, read.block.get, params, session=read.session,
                 max_rows=plan.batch_size, between=between if read.fresh_reads else None,
-                start_after=read.start_after))
+                start_after=read.start_after, long_rows=read.long_rows))
             owned = None
         else:
             chunks = read_batches(conn, plan, read.batch.get, params, between=conn.commit if read.fresh_reads else None,

@@ -17,8 +17,9 @@ from etl import progress, tracking, watermark
 from etl.blocks import Batch, Block, prefetch, read_batches, read_blocks
 from etl.db import execute, fetch_all, fetch_one
 from etl.faults import crash_point, drop_point
-from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
-                        Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
+from etl.errors import PhaseError
+from etl.recipe import (LOAD_ID, BatchRead, BlockRead, Checkpoint, Commit, CopyStream, DeleteFeed, Exec, ExecRows,
+                        Note, Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
 
 log = logging.getLogger("etl.executor")
 
@@ -35,7 +36,10 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
     try:
         run(recipe, conns, outcome, values={LOAD_ID.name: outcome.history_id})
     except Exception as exc:
-        store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
+        try:
+            store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
+        except Exception as lost:  # the connection died with the run (a row too long for it): keep the cause
+            log.warning("%s: the failure could not be recorded: %s: %s", plan.table, type(lost).__name__, lost)
         raise
     return outcome
 
@@ -164,6 +168,13 @@ class Executor:
                     self.per_block(step.sink, every, bar, owned)
             for inner in step.finish:
                 self.step(inner)
+        except Exception as exc:
+            if isinstance(read, BatchRead) and _packet_error(exc):
+                raise PhaseError(f"{plan.table}: a row longer than max_allowed_packet of the source or the replica "
+                                 f"(rows copied before it: {self.outcome.rows_read}); raise max_allowed_packet on "
+                                 f"both servers, or turn local_infile on at the replica (that path reads long "
+                                 f"values in parts)") from None
+            raise
         finally:
             chunks.close()
         adjusted = self.outcome.values_adjusted - adjusted_before
@@ -226,6 +237,14 @@ class Executor:
                 break
         tracking.save_feed(write, step.state[1], step.table, after)
         self.note(f"{deleted} rows deleted (deletedobject feed)")
+
+
+def _packet_error(exc: BaseException) -> bool:
+    """Batches of rows are MySQL to MySQL: a row longer than max_allowed_packet cannot be read or written
+    whole, and the server just closes the connection."""
+    from etl.dialects import mysql
+
+    return mysql.is_packet_error(exc)
 
 
 def _progress(label: str | None):

@@ -10,6 +10,8 @@ import random
 import pytest
 
 import etl.phases.copy
+from etl.config import load_config
+from etl.runner import run_phases
 from tests.conftest import _mysql_admin
 from tests.integration.engine_helpers import Pipeline
 
@@ -131,10 +133,11 @@ def test_big_values_arrive_byte_for_byte(settings, path, monkeypatch):
     assert raw_rows(p) == expected
 
 
-@pytest.mark.parametrize("path", PATHS[:2])
-def test_a_value_longer_than_max_allowed_packet_arrives(settings, path, monkeypatch):
+@pytest.mark.parametrize("path", PATHS)
+def test_a_value_longer_than_max_allowed_packet_arrives_or_fails_naming_the_setting(settings, path, monkeypatch):
     """A value written while the server allowed it, read after max_allowed_packet was lowered below it: the
-    block paths and the load read it in parts."""
+    block paths and the load read it in parts; the row-by-row copy, which moves whole rows, fails the table
+    with a message naming the setting (never a NULL), and moves the row once the setting is raised."""
     p = Pipeline(settings, {"document": CONFIG})
     p.source(DDL)
     limit = server_packet()
@@ -143,8 +146,17 @@ def test_a_value_longer_than_max_allowed_packet_arrives(settings, path, monkeypa
     with max_allowed_packet(size * 3):
         insert(p, 1, text, data)
     insert(p, 2, "after", b"x", stamp="2024-05-02 00:00:00")
-    p.run(settings=_settings(p, path, monkeypatch))
+    run_settings = _settings(p, path, monkeypatch)
     expected = [(1, "doc 1", _digest(text), _digest(data)), (2, "doc 2", _digest("after"), _digest(b"x"))]
+    if path == "row-by-row":
+        results = run_phases(run_settings, load_config(run_settings.tables_path), ["copy", "load"])
+        copy = next(r for r in results if r.phase == "copy")
+        assert not copy.ok and "longer than max_allowed_packet" in copy.error and "raise max_allowed_packet" in copy.error
+        assert p.replica("SELECT COUNT(*) FROM document WHERE RawBase64 IS NULL") == ((0,),)
+        with max_allowed_packet(size * 3):
+            p.run(settings=run_settings)
+    else:
+        p.run(settings=run_settings)
     assert raw_rows(p) == expected
     with max_allowed_packet(size * 3):
         assert source_rows(p, "replica") == expected

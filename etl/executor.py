@@ -58,6 +58,7 @@ class Executor:
         self.conns = conns
         self.outcome = outcome
         self.values = dict(values)
+        self.packet: int | None = None  # the writing server's max_allowed_packet, asked when a long row comes
 
     def run(self) -> None:
         for step in self.recipe.steps:
@@ -74,6 +75,8 @@ class Executor:
                 execute(cur, step.statement, self._resolve(step.params, extra))
                 self._count(step.counts, max(cur.rowcount, 0))
         elif isinstance(step, ExecRows):
+            if step.packet is not None:
+                self.fits_packet(step, block)
             sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
             with self.conns[step.on].cursor() as cur:
                 cur.executemany(sql, [dict(zip(step.names, row)) for row in block.values])
@@ -107,6 +110,22 @@ class Executor:
             self.delete_feed(step)
         else:
             raise TypeError(f"unknown step {step!r}")
+
+    def fits_packet(self, step: ExecRows, batch: Batch) -> None:
+        """A row whose values are longer than the server's max_allowed_packet cannot be written with bound
+        values (the server just closes the connection): fail the table naming the row and the setting."""
+        longest = max(batch.values, key=_row_bytes, default=())
+        size = _row_bytes(longest)
+        if size < 1 << 20:
+            return
+        if self.packet is None:
+            self.packet = int(_text(fetch_one(self.conns[step.on], step.packet)[0]))
+        if size + (size >> 4) + (64 << 10) > self.packet:  # escaping and the statement around the values
+            key = {c: longest[i] for i, c in enumerate(c.name for c in self.plan.columns) if c in self.plan.key}
+            raise PhaseError(f"{self.plan.table}: the row {key} holds {size:,} bytes, more than the {step.on}'s "
+                             f"max_allowed_packet ({self.packet:,}) allows in one statement; raise max_allowed_packet "
+                             f"on the {step.on}, or turn local_infile on there (that path loads long values without "
+                             f"this limit)")
 
     def note(self, text: str, level: str | None = None) -> None:
         self.outcome.notes.append(text)
@@ -237,6 +256,16 @@ class Executor:
                 break
         tracking.save_feed(write, step.state[1], step.table, after)
         self.note(f"{deleted} rows deleted (deletedobject feed)")
+
+
+def _row_bytes(row: tuple) -> int:
+    """The bytes a row's text and binary values take on the wire (text as utf8mb4)."""
+    return sum((len(v) if v.isascii() else len(v.encode())) if isinstance(v, str) else len(v)
+               for v in row if isinstance(v, (str, bytes, bytearray)))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 def _packet_error(exc: BaseException) -> bool:

@@ -100,6 +100,7 @@ class ExecRows(Step):
     statement: Statement
     names: tuple[str, ...]
     counts: tuple[str, ...] = ()
+    packet: Statement | None = None    # asks the server's max_allowed_packet: a longer row fails by name
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,8 @@ def _title(step: Step) -> str:
 
 
 def _statements(step: Step) -> list[tuple[str, Statement]]:
+    if isinstance(step, ExecRows) and step.packet is not None:
+        return [("", step.statement), ("a long row's limit", step.packet)]
     if isinstance(step, (Exec, ExecRows, Observe)):
         return [("", step.statement)]
     if isinstance(step, When):

@@ -245,7 +245,8 @@ def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Id
     read = BatchRead(on="source", batch=Variants(
         lambda **f: mysql.render("copy_select_rows", plan=plan, database=source_db, **f), ("after_key",), BATCH_LABELS),
         params=plan.window_params(), start_after=situation.resume_after)
-    per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",)),
+    per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",),
+                          packet=mysql.render("max_allowed_packet")),
                  *_block_end(plan, situation, store))
     return Transfer("row by row", read, PerBlock(per_batch), label=f"copy {plan.table}")
 

@@ -19,6 +19,7 @@ from etl import watermark
 from etl.db import execute, fetch_one
 from etl.errors import PhaseError
 from etl.plan import Plan
+from etl.recipe import LongRows
 from etl.render import Statement
 
 #: A block (one GROUP_CONCAT value) aims at this size: big enough that per-query costs vanish, small
@@ -34,6 +35,17 @@ TARGET_SECONDS = 0.25
 MAX_GROWTH = 2.0
 #: A chunk never shrinks below this many rows (a statement's fixed costs would dominate).
 MIN_CHUNK_ROWS = 100
+#: A row whose long values (text, binary) are longer than this in all is read alone, its values in parts
+#: (:func:`fill_long_rows`), never rendered into a block: a rendered value comes back NULL once it is longer
+#: than max_allowed_packet, and a block of such rows would be cut. Lowered to a quarter of the server's limit.
+LONG_ROW_BYTES = 1 << 20
+#: ...and a row longer than this that needs escaping: the server's REPLACE costs time quadratic in a
+#: value's length when it holds many matches (1 MiB of text with a line break every 76 characters: ~9 s;
+#: at 16 KiB ~2 ms); Python's replace is linear.
+LONG_ESCAPED_BYTES = 16 << 10
+#: The largest part of a long value read at once (bytes; a quarter for utf8mb4 text, in characters), and
+#: at most half the server's max_allowed_packet. Few parts: each one re-reads the value up to its start.
+PART_BYTES = 8 << 20
 
 
 def resize(rows: int, seconds: float, target: float, *, most: int | None = None) -> int:
@@ -86,6 +98,7 @@ def read_blocks(
     between: Callable[[], Any] | None = None,
     start_after: tuple | None = None,
     target_seconds: float | None = None,
+    long_rows: LongRows | None = None,
 ) -> Iterator[Block]:
     """The rows of a plan as blocks: each block one query returning one value (the rows joined by the
     server), so no row is parsed in Python.
@@ -100,8 +113,11 @@ def read_blocks(
     `between`: called after each block's queries (the copy ends its read transaction there).
     `start_after`: a key in plan order the read starts after (plan.watermark_resume).
     `target_seconds`: a block's two queries aim at this duration too (the source: see :func:`resize`).
+    `long_rows`: the block marks a long row instead of rendering it (binds long_row, long_escaped); the
+    row is read alone and its line takes the marker's place (:func:`fill_long_rows`).
     """
     limit = prepare_session(conn, *session)
+    long_params = {"long_row": min(LONG_ROW_BYTES, limit // 4), "long_escaped": min(LONG_ESCAPED_BYTES, limit // 4)}
     order_kinds = plan.lead_kinds[: len(plan.order)]
     window = plan.window_params()
     after: tuple | None = start_after
@@ -114,19 +130,29 @@ def read_blocks(
         block_params = dict(params, **keyset)
         if upto is not None:
             block_params.update({f"u{i}": v for i, v in enumerate(upto)})
-        row = fetch_one(conn, block(after is not None, upto is not None), block_params)
+        statement = block(after is not None, upto is not None)
+        if "long_row" in statement.binds:
+            block_params.update(long_params)
+        row = fetch_one(conn, statement, block_params)
         took = time.monotonic() - started
-        if between is not None:
-            between()
-        rows, adjusted, data = int(row[0]), int(row[1]), row[-1] or b""
+        rows, adjusted, data = int(row[0]), int(row[1]), row[-1]
+        lost = data is None  # every line NULL (GROUP_CONCAT skips a NULL line: the count below sees one)
+        data = data or b""
         if isinstance(data, str):
             data = data.encode()
-        if rows and (len(data) >= limit or data.count(b"\n") + 1 != rows):
+        if rows and (lost or len(data) >= limit or data.count(b"\n") + 1 != rows):
+            if between is not None:
+                between()
             if n == 1:
-                raise PhaseError(f"{plan.table}: the row after key {after} is larger than the server's "
-                                 f"max_allowed_packet ({limit} bytes); raise it to read this table")
+                raise PhaseError(f"{plan.table}: the row after key {after} could not be rendered by the server "
+                                 f"(max_allowed_packet {limit} bytes); raise max_allowed_packet to read this table")
             n = max(1, n // 4)
             continue
+        if long_rows is not None and b"\x00" in data:
+            data, more = fill_long_rows(conn, data, long_rows, params, limit)
+            adjusted += more
+        if between is not None:
+            between()
         maxima = tuple(watermark.typed(v, b.kind) for v, b in zip(row[2:2 + len(plan.bounds)], plan.bounds))
         if rows:
             yield Block(rows=rows, adjusted=adjusted, maxima=maxima, data=data)
@@ -137,6 +163,61 @@ def read_blocks(
         if upto is None:
             return
         after = upto
+
+
+def fill_long_rows(conn: Any, data: bytes, long_rows: LongRows, params: dict[str, Any],
+                   limit: int) -> tuple[bytes, int]:
+    """Replace every marker line of a block (a NUL byte, then the row's key values in hex) with the row's
+    line read alone: the server renders the row with its long values held back as empty fields; each long
+    value is read in parts far below max_allowed_packet and escaped here, in time linear in its length.
+    Returns the block and how many values the escaping adjusted (NUL bytes removed). Runs in the block's
+    read transaction (the load's snapshot)."""
+    part_bytes = max(1, min(PART_BYTES, limit // 2))
+    lines = data.split(b"\n")
+    adjusted = 0
+    for i, line in enumerate(lines):
+        if not line.startswith(b"\x00"):
+            continue
+        key = {f"r{j}": bytes.fromhex(h.decode()) for j, h in enumerate(line[1:].split(b"\t"))}
+        statement = long_rows.row.get()
+        row_params = {k: params[k] for k in statement.binds if k in params}
+        found = fetch_one(conn, statement, dict(row_params, **key))
+        if found is None:
+            raise PhaseError(f"a long row with key {tuple(key.values())} vanished while it was read")
+        text = found[0].encode() if isinstance(found[0], str) else found[0]
+        fields = text.split(b"\t")
+        for value, length in zip(long_rows.values, found[1:]):
+            if fields[value.position] == b"\\N" or length is None:
+                continue
+            unit = part_bytes if value.kind.endswith("binary") else max(1, part_bytes // 4)  # characters: <= 4 bytes
+            parts = []
+            for start in range(1, int(length) + 1, unit):
+                got = fetch_one(conn, value.part.get(), dict(key, part_start=start, part_length=unit))[0]
+                if got is None:
+                    raise PhaseError(f"a part of the long value at field {value.position + 1} of the row with key "
+                                     f"{tuple(key.values())} came back NULL (max_allowed_packet {limit} bytes)")
+                parts.append(got.encode() if isinstance(got, str) else bytes(got))
+            field, changed = escape(b"".join(parts), value.kind)
+            fields[value.position] = field
+            adjusted += changed
+        lines[i] = b"\t".join(fields)
+    return b"\n".join(lines), adjusted
+
+
+def escape(value: bytes, kind: str) -> tuple[bytes, int]:
+    """One long value as the block's text would hold it (_macros/copy_text.sql.j2, infile_text.sql.j2),
+    in one pass per special byte: 'copy text' (backslash, newline, carriage return and tab escaped, NUL
+    bytes removed), 'copy binary' (bytea hex), 'infile text' and 'infile binary' (backslash, tab, newline
+    and NUL escaped). Returns
+    the field and 1 when a NUL byte was removed."""
+    if kind == "copy binary":
+        return b"\\\\x" + value.hex().upper().encode(), 0
+    if kind == "copy text":
+        removed = b"\x00" in value
+        value = value.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+        return value.replace(b"\t", b"\\t").replace(b"\x00", b""), int(removed)
+    value = value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+    return value.replace(b"\x00", b"\\0"), 0
 
 
 def read_batches(

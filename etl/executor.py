@@ -20,8 +20,9 @@ from etl.blocks import FIRST_BLOCK_ROWS, Batch, Block, prefetch, read_batches, r
 from etl.db import execute, fetch_all, fetch_one
 from etl.errors import PhaseError
 from etl.faults import crash_point, drop_point
-from etl.recipe import (LOAD_ID, BlockRead, Checkpoint, Chunked, Commit, CopyStream, DeleteFeed, Exec, ExecRows, Note,
-                        Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
+from etl.errors import PhaseError
+from etl.recipe import (LOAD_ID, BatchRead, BlockRead, Checkpoint, Chunked, Commit, CopyStream, DeleteFeed, Exec,
+                        ExecRows, Note, Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
 
 log = logging.getLogger("etl.executor")
 
@@ -45,7 +46,10 @@ def run_phase(recipe: Recipe, conns: Mapping[str, Any], *, run_id: str, store: t
             message = f"interrupted by {stop.signal_name()} ({type(exc).__name__}: {exc})"
             store.write_failure(conns[tracked_on], outcome, message, status="interrupted")
             raise stop.Interrupted(message) from exc
-        store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
+        try:
+            store.write_failure(conns[tracked_on], outcome, f"{type(exc).__name__}: {exc}")
+        except Exception as lost:  # the connection died with the run (a row too long for it): keep the cause
+            log.warning("%s: the failure could not be recorded: %s: %s", plan.table, type(lost).__name__, lost)
         raise
     return outcome
 
@@ -64,6 +68,7 @@ class Executor:
         self.conns = conns
         self.outcome = outcome
         self.values = dict(values)
+        self.packet: int | None = None  # the writing server's max_allowed_packet, asked when a long row comes
 
     def run(self) -> None:
         for step in self.recipe.steps:
@@ -95,6 +100,8 @@ class Executor:
         elif isinstance(step, Chunked):
             self.chunked(step)
         elif isinstance(step, ExecRows):
+            if step.packet is not None:
+                self.fits_packet(step, block)
             sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
             with self.conns[step.on].cursor() as cur:
                 cur.executemany(sql, [dict(zip(step.names, row)) for row in block.values])
@@ -128,6 +135,22 @@ class Executor:
             self.delete_feed(step)
         else:
             raise TypeError(f"unknown step {step!r}")
+
+    def fits_packet(self, step: ExecRows, batch: Batch) -> None:
+        """A row whose values are longer than the server's max_allowed_packet cannot be written with bound
+        values (the server just closes the connection): fail the table naming the row and the setting."""
+        longest = max(batch.values, key=_row_bytes, default=())
+        size = _row_bytes(longest)
+        if size < 1 << 20:
+            return
+        if self.packet is None:
+            self.packet = int(_text(fetch_one(self.conns[step.on], step.packet)[0]))
+        if size + (size >> 4) + (64 << 10) > self.packet:  # escaping and the statement around the values
+            key = {c: longest[i] for i, c in enumerate(c.name for c in self.plan.columns) if c in self.plan.key}
+            raise PhaseError(f"{self.plan.table}: the row {key} holds {size:,} bytes, more than the {step.on}'s "
+                             f"max_allowed_packet ({self.packet:,}) allows in one statement; raise max_allowed_packet "
+                             f"on the {step.on}, or turn local_infile on there (that path loads long values without "
+                             f"this limit)")
 
     def note(self, text: str, level: str | None = None) -> None:
         self.outcome.notes.append(text)
@@ -189,7 +212,7 @@ class Executor:
             chunks: Iterator[Any] = prefetch(read_blocks(
                 conn, plan, read.boundary.get, read.block.get, params, session=read.session,
                 max_rows=plan.batch_size, between=between if read.fresh_reads else None,
-                start_after=read.start_after, target_seconds=read.seconds))
+                start_after=read.start_after, target_seconds=read.seconds, long_rows=read.long_rows))
             owned = None
         else:
             chunks = read_batches(conn, plan, read.batch.get, params, between=conn.commit if read.fresh_reads else None,
@@ -210,6 +233,13 @@ class Executor:
                     self.per_block(step.sink, every, bar, owned)
             for inner in step.finish:
                 self.step(inner)
+        except Exception as exc:
+            if isinstance(read, BatchRead) and _packet_error(exc):
+                raise PhaseError(f"{plan.table}: a row longer than max_allowed_packet of the source or the replica "
+                                 f"(rows copied before it: {self.outcome.rows_read}); raise max_allowed_packet on "
+                                 f"both servers, or turn local_infile on at the replica (that path reads long "
+                                 f"values in parts)") from None
+            raise
         finally:
             chunks.close()
         adjusted = self.outcome.values_adjusted - adjusted_before
@@ -328,3 +358,21 @@ def _progress(label: str | None, conn: Any = None):
     finally:
         if poll is not None:
             poll.close()
+
+
+def _row_bytes(row: tuple) -> int:
+    """The bytes a row's text and binary values take on the wire (text as utf8mb4)."""
+    return sum((len(v) if v.isascii() else len(v.encode())) if isinstance(v, str) else len(v)
+               for v in row if isinstance(v, (str, bytes, bytearray)))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def _packet_error(exc: BaseException) -> bool:
+    """Batches of rows are MySQL to MySQL: a row longer than max_allowed_packet cannot be read or written
+    whole, and the server just closes the connection."""
+    from etl.dialects import mysql
+
+    return mysql.is_packet_error(exc)

@@ -73,6 +73,8 @@ BLOCK_LABELS = {(False, True): "first block", (True, True): "next block",
 BATCH_LABELS = {(False,): "first batch", (True,): "next batches"}
 CHUNK_LABELS = {(False, True): "first chunk", (True, True): "next chunk",
                 (False, False): "only chunk", (True, False): "last chunk"}
+LONG_ROW_LABELS = {(): "long row alone"}
+LONG_PART_LABELS = {(): "long value part"}
 
 
 # ---------------------------------------------------------------- steps
@@ -122,6 +124,7 @@ class ExecRows(Step):
     statement: Statement
     names: tuple[str, ...]
     counts: tuple[str, ...] = ()
+    packet: Statement | None = None    # asks the server's max_allowed_packet: a longer row fails by name
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,25 @@ class When(Step):
 
 
 @dataclass(frozen=True)
+class LongValue:
+    """One long value of a row read alone: its field in the line, how it is escaped, the part statement."""
+
+    position: int                           # the field's index in the line (the column's in plan.columns)
+    kind: str                               # how etl/blocks.py escapes it: copy text, copy binary, infile
+    part: Variants                          # no flags; binds part_start, part_length and the key r<i>
+
+
+@dataclass(frozen=True)
+class LongRows:
+    """How a block read replaces a long row's marker line (see _macros/copy_text.sql.j2): the row read
+    alone, its long values in parts, escaped in Python. Rendered on first use, like Variants: most runs
+    meet no long row, and a wide table has many text columns."""
+
+    row: Variants                           # no flags; binds the key r<i> (and the block's load id)
+    values: tuple[LongValue, ...]
+
+
+@dataclass(frozen=True)
 class BlockRead:
     """Blocks of text rendered by MySQL (etl/blocks.py read_blocks), read in a thread ahead of the sink."""
 
@@ -165,6 +187,7 @@ class BlockRead:
     start_after: tuple | None = None        # resume past this key (plan order)
     fresh_reads: str | None = None          # commit the reading connection after each block; fault point
     seconds: float | None = None            # a block's queries aim at this duration (the source's)
+    long_rows: LongRows | None = None       # a long row's marker line, replaced by the row read alone
 
 
 @dataclass(frozen=True)
@@ -339,6 +362,8 @@ def _title(step: Step) -> str:
 def _statements(step: Step) -> list[tuple[str, Statement]]:
     if isinstance(step, Exec) and step.warnings is not None:
         return [("", step.statement), ("warnings", step.warnings)]
+    if isinstance(step, ExecRows) and step.packet is not None:
+        return [("", step.statement), ("a long row's limit", step.packet)]
     if isinstance(step, (Exec, ExecRows, Observe)):
         return [("", step.statement)]
     if isinstance(step, When):
@@ -351,6 +376,10 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
         if isinstance(read, BlockRead):
             out += [("session", read.session[0]), ("session", read.session[1])]
             out += read.boundary.all() + read.block.all()
+            if read.long_rows is not None:
+                out += read.long_rows.row.all()
+                for value in read.long_rows.values:
+                    out += value.part.all()
         else:
             out += read.batch.all()
         if isinstance(step.sink, CopyStream):

@@ -86,6 +86,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in TRANSIENT_ERRORS
 
 
+#: The server refused a packet longer than max_allowed_packet (1153, 1301), or closed the connection while
+#: sending one: PyMySQL then reports InterfaceError (0, '').
+PACKET_ERRORS = frozenset({1153, 1301})
+
+
+def is_packet_error(exc: BaseException) -> bool:
+    """A row (or statement) longer than max_allowed_packet, on either side of a row-by-row copy."""
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return not exc.args or exc.args[0] == 0
+    return isinstance(exc, pymysql.MySQLError) and bool(exc.args) and exc.args[0] in PACKET_ERRORS
+
+
 def run(conn: Any, statement: str, /, **context: Any) -> None:
     """Execute one statement that takes no values (session settings, snapshots)."""
     with conn.cursor() as cur:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from etl import executor, tracking
@@ -31,11 +32,11 @@ from etl.dialects import mysql
 from etl.errors import SchemaError
 from etl.phases import deletes, facts
 from etl.plan import Bound, Plan, make_plan
-from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, CHUNK_LABELS, BatchRead, BlockRead,
-                        Checkpoint, Chunked, Commit, Example, Exec, ExecRows, Note, Observe, PerBlock, Recipe, Step,
-                        Track, Transfer, Variants)
+from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, CHUNK_LABELS, LONG_PART_LABELS,
+                        LONG_ROW_LABELS, BatchRead, BlockRead, Checkpoint, Chunked, Commit, Example, Exec, ExecRows,
+                        LongRows, LongValue, Note, Observe, PerBlock, Recipe, Step, Track, Transfer, Variants)
 from etl.render import Ident
-from etl.schema import Column
+from etl.schema import BINARY_TYPES, Column
 from etl.settings import Settings
 
 log = logging.getLogger("etl.copy")
@@ -263,9 +264,22 @@ def _blocks(plan: Plan, situation: Situation, store: tracking.Store, source_db: 
         boundary=Variants(lambda **f: render("read_boundary", **f), ("after_key",), BOUNDARY_LABELS),
         block=Variants(lambda **f: render("copy_select", **f), ("after_key", "upto_key"), BLOCK_LABELS),
         params=dict(plan.window_params(), **plan.admission_params()), start_after=situation.resume_after,
-        fresh_reads=BATCH_COMMITTED, seconds=seconds)
+        fresh_reads=BATCH_COMMITTED, seconds=seconds, long_rows=_long_rows(plan, source_db))
     return Transfer(branch, read, PerBlock(tuple(per_block), files=mysql.block_files), label=f"copy {plan.table}",
                     estimate=situation.estimate, setup=setup, finish=finish)
+
+
+def _long_rows(plan: Plan, source_db: Ident) -> LongRows | None:
+    """A long row read alone (etl/blocks.py fill_long_rows): its line, then each raw value in parts."""
+    raws = [(i, c) for i, c in enumerate(plan.columns) if c.infile_kind == "raw"]
+    if not raws:
+        return None
+    return LongRows(
+        row=Variants(lambda: mysql.render("copy_row_alone", plan=plan, database=source_db), (), LONG_ROW_LABELS),
+        values=tuple(LongValue(i, "infile binary" if c.data_type in BINARY_TYPES else "infile text",
+                               Variants(partial(mysql.render, "copy_value_part", plan=plan, column=c,
+                                                database=source_db), (), LONG_PART_LABELS))
+                     for i, c in raws))
 
 
 def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Ident, target: Ident,
@@ -276,7 +290,8 @@ def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Id
     read = BatchRead(on="source", batch=Variants(
         lambda **f: mysql.render("copy_select_rows", plan=plan, database=source_db, **f), ("after_key",), BATCH_LABELS),
         params=plan.window_params(), start_after=situation.resume_after, seconds=seconds)
-    per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",)),
+    per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",),
+                          packet=mysql.render("max_allowed_packet")),
                  *_block_end(plan, situation, store))
     return Transfer("row by row", read, PerBlock(per_batch), label=f"copy {plan.table}")
 

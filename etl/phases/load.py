@@ -15,6 +15,7 @@ and upserts only the rows that changed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -24,8 +25,9 @@ from etl.dialects import for_url, mysql
 from etl.errors import SchemaError
 from etl.phases import deletes, facts
 from etl.plan import Plan, make_plan
-from etl.recipe import (BLOCK_LABELS, BOUNDARY_LABELS, LOAD_ID, BlockRead, Commit, CopyStream, Example, Exec, Note,
-                        Recipe, Step, Track, Transfer, Variants, When)
+from etl.recipe import (BLOCK_LABELS, BOUNDARY_LABELS, LOAD_ID, LONG_PART_LABELS, LONG_ROW_LABELS, BlockRead, Commit,
+                        CopyStream, Example, Exec, LongRows, LongValue, Note, Recipe, Step, Track, Transfer, Variants,
+                        When)
 from etl.render import Ident
 from etl.schema import Column
 from etl.settings import Settings
@@ -202,7 +204,20 @@ def _read(plan: Plan, situation: Situation) -> BlockRead:
         boundary=Variants(lambda **f: render("read_boundary", **f), ("after_key",), BOUNDARY_LABELS),
         block=Variants(lambda **f: render("load_select", **f), ("after_key", "upto_key"), BLOCK_LABELS),
         params=dict(plan.window_params(), **plan.admission_params(), load_id=LOAD_ID),
-        start_after=situation.resume_after)
+        start_after=situation.resume_after, long_rows=_long_rows(plan))
+
+
+def _long_rows(plan: Plan) -> LongRows | None:
+    """A long row read alone (etl/blocks.py fill_long_rows): its line, then each text or binary value in
+    parts."""
+    longs = [(i, c) for i, c in enumerate(plan.columns) if c.copy_kind in ("text", "unsupported", "binary")]
+    if not longs:
+        return None
+    return LongRows(
+        row=Variants(lambda: mysql.render("load_row_alone", plan=plan), (), LONG_ROW_LABELS),
+        values=tuple(LongValue(i, "copy binary" if c.copy_kind == "binary" else "copy text",
+                               Variants(partial(mysql.render, "load_value_part", plan=plan, column=c), (),
+                                        LONG_PART_LABELS)) for i, c in longs))
 
 
 # ---------------------------------------------------------------- running it

@@ -27,6 +27,10 @@ Each incremental pass is measured twice: as ``etl copy`` then ``etl load`` (two 
 the figures the targets of issue 6 speak of), and as one ``etl run``, which also runs the transform
 phase (dbt) for the tables that got new rows.
 
+Long values: one row of 1 MiB and of 8 MiB MIME-style text (a line break every 76 characters, as a
+scanned document in base64) through ``etl copy --full`` (separate servers: the text path) and ``etl load
+--full``; MB/s from the seconds both phases' run histories record for the table (no Python start-up).
+
 ``--jobs-sweep 1,2,4`` also times ``etl copy --full --jobs N`` and ``etl load --full --jobs N`` of every
 table for each N.
 Rows/s, seconds, peak MB and the ratio to the baseline are printed as a table, or as JSON (``--json``).
@@ -62,6 +66,8 @@ from etl.settings import Settings, mask_secrets
 CLINIC_PROCEDURELOG = 818_050
 DEFAULT_ROWS = 1_000_000
 TABLE = "procedurelog"
+#: The long-value table (mysql/bench/create_big_table) and the sizes of its one value.
+BIG_TABLE, BIG_SIZES = "bigdocument", (1 << 20, 8 << 20)
 KEY, TOUCHED = "ProcNum", "ProcFee"
 
 TARGETS = {  # measure -> (kind, threshold, text); the incremental ones on copy + load (issue 6)
@@ -84,6 +90,7 @@ class Sample:
     peak_mb: float | None = None
     reread: int | None = None     # rows the ETL read (copy + load) of the benchmark's table, incremental runs
     reread_all: int | None = None  # the same over every table (full_table lookups are read in full every run)
+    megabytes: float | None = None  # long values: MiB moved (MB/s = megabytes / seconds)
 
 
 @dataclass
@@ -107,6 +114,7 @@ class Measure:
             "rows_read": int(self.median("reread")) if self.median("reread") is not None else None,
             "rows_read_all_tables": (int(self.median("reread_all")) if self.median("reread_all") is not None
                                      else None),
+            "mb_per_s": (self.median("megabytes") / seconds) if self.median("megabytes") and seconds else None,
             "samples": [asdict(s) for s in self.samples],
         }
 
@@ -149,12 +157,15 @@ class Bench:
             self.measures[name] = Measure(name, label, baseline)
         return self.measures[name]
 
-    def run_etl(self, *args: str, separate: bool = False) -> tuple[float, float]:
+    def run_etl(self, *args: str, separate: bool = False, tables: Path | None = None) -> tuple[float, float]:
         """Run `etl ARGS`; (seconds, peak RSS MB). A failure stops the benchmark with its output."""
         out = self.workdir / "etl.out"
+        env = self.env(separate=separate)
+        if tables is not None:
+            env["ETL_TABLES"] = str(tables)
         with open(out, "wb") as handle:
             started = time.perf_counter()
-            proc = subprocess.Popen([*self.etl, *args], env=self.env(separate=separate), stdout=handle,
+            proc = subprocess.Popen([*self.etl, *args], env=env, stdout=handle,
                                     stderr=subprocess.STDOUT, cwd=self.workdir)
             _, status, usage = os.wait4(proc.pid, 0)
             seconds = time.perf_counter() - started
@@ -357,6 +368,47 @@ class Bench:
         self.measure(name, label).samples.append(Sample(seconds, rows if rows is not None else reread, peak, reread,
                                                         reread_all))
 
+    def big_values(self) -> None:
+        """MB/s of one long MIME-style text through copy (separate servers) and load, per size."""
+        tables = self.workdir / "big_tables.yml"
+        tables.write_text(f"tables:\n  {BIG_TABLE}:\n    primary_key: DocNum\n    incremental_columns: [DateTStamp]\n"
+                          f"    primary_incremental_column: DateTStamp\n    extraction_strategy: full_table\n")
+        database, table = Ident(self.names["source"]), Ident(BIG_TABLE)
+        conn = self.mysql(self.names["source"])
+        try:
+            with conn.cursor() as cur:
+                if not getattr(self, "big_table", False):
+                    cur.execute(render("mysql/bench/create_big_table", database=database, table=table).plain())
+                    self.big_table = True
+                for size in BIG_SIZES:
+                    line = "".join(chr(65 + (i * 7) % 26) for i in range(76)) + "\r\n"
+                    value = (line * (size // len(line) + 1))[:size]
+                    cur.execute(*render("mysql/bench/big_value_put", database=database, table=table).to_dbapi(
+                        {"value": value, "stamp": "2024-01-01 00:00:00"}))
+                    conn.commit()
+                    mark = self.history_mark()
+                    self.run_etl("copy", "--full", BIG_TABLE, separate=True, tables=tables)
+                    self.run_etl("load", "--full", BIG_TABLE, tables=tables)
+                    seconds = self.phase_seconds(mark)
+                    name = f"big_text_{size >> 20}mib"
+                    self.measure(name, f"{size >> 20} MiB text, line breaks: copy (separate) + load").samples.append(
+                        Sample(seconds, 1, megabytes=size / (1 << 20)))
+        finally:
+            conn.close()
+
+    def phase_seconds(self, mark: tuple[int, int]) -> float:
+        """Seconds copy and load spent on the long-value table after `mark` (their run histories)."""
+        rep = self.mysql(self.names["replica"])
+        pg = pg_connect(self.settings.analytics_url)
+        try:
+            a = fetch_one(rep, render("mysql/bench/history_seconds"), {"after": mark[0], "table": BIG_TABLE})[0]
+            b = fetch_one(pg, render("postgres/bench/history_seconds", schema=Ident(self.settings.raw_schema)),
+                          {"after": mark[1], "table": BIG_TABLE})[0]
+        finally:
+            rep.close()
+            pg.close()
+        return sum(float(_text(v)) for v in (a, b) if v is not None)
+
     def jobs_sweep(self, jobs: Sequence[int]) -> None:
         """`etl copy --full --jobs N` then `etl load --full --jobs N` of every table, for each N."""
         total = sum(self.counts.values())
@@ -420,10 +472,11 @@ def format_report(report: dict[str, Any]) -> str:
              f"median of {report['runs']} run(s)",
              f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; {m['mysql']}; {m['postgres']}",
              "",
-             f"{'measure':<52} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'ratio':>6}"]
+             f"{'measure':<52} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'peak MB':>8} {'ratio':>6} {'MB/s':>6}"]
     for s in report["measures"].values():
         lines.append(f"{s['label'][:52]:<52} {_num(s['rows']):>10} {_fix(s['seconds'], 2):>8} "
-                     f"{_num(s['rows_per_s']):>10} {_fix(s['peak_mb'], 0):>8} {_fix(s['ratio'], 2):>6}")
+                     f"{_num(s['rows_per_s']):>10} {_fix(s['peak_mb'], 0):>8} {_fix(s['ratio'], 2):>6} "
+                     f"{_fix(s.get('mb_per_s'), 1):>6}")
     lines += ["", f"rows: rows moved (baselines, full runs) or changed (incremental passes). Rows the incremental "
               f"passes read (copy + load), of {report['table']} / of every table (full_table lookups are read "
               "in full every time):"]
@@ -517,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.build()
         for index in range(bench.runs):
             bench.one_round(index)
+            bench.big_values()
         if args.jobs_sweep:
             bench.jobs_sweep([int(n) for n in args.jobs_sweep.split(",") if n.strip()])
         report = bench.report()

@@ -5,7 +5,8 @@ Between rounds the source's schema changes too: columns added (round 2) and wide
     ETL_RANDOM_ROUNDS=200 pytest tests/integration/test_randomized.py      # nightly
 
 Timestamps come from a virtual clock in the past that never goes backwards but often stands still, so
-many changes share a second; one round in five bulk-updates 10,000+ rows to one shared timestamp. As in
+many changes share a second; one round in five bulk-updates 10,000+ rows to one shared timestamp; most
+rounds write a multi-megabyte text and blob (a scanned document) into `doc`. As in
 production, a run only ever reads closed seconds, so the clock moves past the current second after each
 run; then some rows are deliberately back-dated into the newest second (the stored watermark's): an
 explicit assignment the inclusive lower bound must still catch. Only in a second shared by more than
@@ -38,6 +39,8 @@ TABLES = {
                "extraction_strategy": "incremental_chunked", "batch_size": 150},
     "defn": {"incremental_columns": ["DefNum"], "primary_incremental_column": "DefNum", "primary_key": "DefNum",
              "extraction_strategy": "full_table"},
+    "doc": {"incremental_columns": ["DateTStamp"], "primary_incremental_column": "DateTStamp",
+            "primary_key": "DocNum", "batch_size": 20},
 }
 DDL = [
     "CREATE TABLE proc (ProcNum bigint NOT NULL AUTO_INCREMENT, Fee double NOT NULL, Status tinyint unsigned NOT NULL,"
@@ -48,9 +51,21 @@ DDL = [
     "CREATE TABLE seclog (LogNum bigint NOT NULL AUTO_INCREMENT, LogText varchar(60) NOT NULL, PRIMARY KEY (LogNum))"
     " ENGINE=MyISAM",
     "CREATE TABLE defn (DefNum bigint NOT NULL, ItemName varchar(40) NOT NULL, PRIMARY KEY (DefNum)) ENGINE=MyISAM",
+    "CREATE TABLE doc (DocNum bigint NOT NULL AUTO_INCREMENT, RawBase64 longtext, Thumb longblob,"
+    " DateTStamp timestamp NOT NULL DEFAULT '2024-01-01 00:00:00', PRIMARY KEY (DocNum)) ENGINE=MyISAM",
 ]
 COLUMNS = {"proc": "ProcNum, Fee, Status, Note, DateTStamp", "appt": "AptNum, Note, AptDateTime, DateTStamp",
-           "seclog": "LogNum, LogText", "defn": "DefNum, ItemName"}
+           "seclog": "LogNum, LogText", "defn": "DefNum, ItemName", "doc": "DocNum, RawBase64, Thumb, DateTStamp"}
+MIB = 1 << 20
+
+
+def document(r: random.Random) -> tuple[str, bytes]:
+    """A multi-megabyte base64-like text in 76-character lines (with a tab, a backslash and a non-ASCII letter
+    now and then) and a random blob of about a tenth of that."""
+    size = r.randint(MIB, 3 * MIB)
+    line = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") for _ in range(70))
+    text = ((line + "\t\\é\r\n") * (size // 78 + 1))[:size]
+    return text, r.randbytes(size // 10)
 
 
 class World:
@@ -80,6 +95,8 @@ class World:
                       "%s - INTERVAL seq HOUR, %s FROM seq_1_to_500", (stamp, stamp))
         self.p.source("INSERT INTO seclog (LogText) SELECT CONCAT('log ', seq) FROM seq_1_to_300")
         self.p.source("INSERT INTO defn SELECT seq, CONCAT('def ', seq) FROM seq_1_to_40")
+        self.p.source("INSERT INTO doc (RawBase64, Thumb, DateTStamp) SELECT CONCAT('short ', seq), NULL, %s "
+                      "FROM seq_1_to_30", (stamp,))
 
     def mutate(self) -> list[str]:
         r, did = self.rng, []
@@ -121,6 +138,17 @@ class World:
             self.p.source("DELETE FROM defn WHERE DefNum = %s", (key,))
         for key in r.sample(range(41, 80), r.randint(0, 3)):
             self.p.source("REPLACE INTO defn VALUES (%s, %s)", (key, f"def {r.random():.4f}"))
+        # A scanned document: a multi-megabyte value inserted, or written over a short (or long) one.
+        if r.random() < 0.7:
+            text, blob = document(r)
+            docs = self.keys("doc", "DocNum")
+            if r.random() < 0.5 or not docs:
+                self.p.source("INSERT INTO doc (RawBase64, Thumb, DateTStamp) VALUES (%s, %s, %s)",
+                              (text, blob, self.tick()))
+            else:
+                self.p.source("UPDATE doc SET RawBase64 = %s, Thumb = %s, DateTStamp = %s WHERE DocNum = %s",
+                              (text, blob, self.tick(), r.choice(docs)))
+            did.append(f"a {len(text) / MIB:.1f} MiB document")
         return did
 
     def evolve_schema(self, round_: int) -> list[str]:
@@ -152,11 +180,12 @@ class World:
             key = columns.split(",")[0]
             source = [tuple(r) for r in self.p.source(f"SELECT {columns} FROM {table} ORDER BY {key}")]
             quoted = ", ".join(f'"{c.strip()}"' for c in columns.split(","))
-            raw = [tuple(r) for r in self.p.raw(f'SELECT {quoted} FROM raw.{table} ORDER BY "{key}"')]
+            raw = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                   for r in self.p.raw(f'SELECT {quoted} FROM raw.{table} ORDER BY "{key}"')]
             if source != raw:
                 missing = {r[0] for r in source} - {r[0] for r in raw}
                 extra = {r[0] for r in raw} - {r[0] for r in source}
-                different = [s for s, w in zip(source, raw) if s != w][:3]
+                different = [s if table != "doc" else s[0] for s, w in zip(source, raw) if s != w][:3]
                 pytest.fail(f"{context}: raw.{table} differs from the source (replay with ETL_RANDOM_SEED={SEED}): "
                             f"{len(missing)} missing e.g. {sorted(missing)[:5]}, {len(extra)} extra e.g. "
                             f"{sorted(extra)[:5]}, first differing rows {different}")

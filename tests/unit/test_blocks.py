@@ -12,7 +12,8 @@ import pytest
 from etl import blocks
 from etl.errors import PhaseError
 from etl.plan import Plan
-from etl.recipe import BlockRead, Transfer
+from etl.recipe import BlockRead, LongRows, LongValue, Transfer, Variants
+from etl.render import Statement
 from tests import snapshot_cases as sc
 from tests.fakes import FakeConn
 
@@ -100,9 +101,86 @@ def test_a_block_the_server_cut_short_is_read_again_in_smaller_pieces() -> None:
 def test_a_single_row_larger_than_the_packet_is_an_error_naming_the_table() -> None:
     p = plan()
     server = Server(boundaries=[None], block_rows=[(1, 0, None, b"x" * 20)], limit=10)
-    with pytest.raises(PhaseError, match=r"^patient: the row after key None is larger than the server's "
-                                         r"max_allowed_packet \(10 bytes\)"):
+    with pytest.raises(PhaseError, match=r"^patient: the row after key None could not be rendered by the server "
+                                         r"\(max_allowed_packet 10 bytes\); raise max_allowed_packet"):
         read(p, server, max_rows=1)
+
+
+def test_a_row_whose_line_came_back_null_is_never_an_empty_line() -> None:
+    """GROUP_CONCAT skips a NULL line: one row announced and no text is a cut block, not an empty row."""
+    server = Server(boundaries=[None], block_rows=[(1, 0, None, None)], limit=100)
+    with pytest.raises(PhaseError, match="could not be rendered"):
+        read(plan(), server, max_rows=1)
+
+
+def test_the_block_statements_bind_the_long_row_limits_from_the_servers_packet() -> None:
+    server = Server(boundaries=[None], block_rows=[(1, 0, None, b"r")], limit=400_000)
+    read(plan(), server)
+    (block,) = server.asked("block")
+    assert (block["long_row"], block["long_escaped"]) == (100_000, blocks.LONG_ESCAPED_BYTES)
+
+
+def _fixed(name: str, text: str) -> Variants:
+    return Variants(lambda: Statement(name, text), (), {(): name})
+
+
+LONG = LongRows(row=_fixed("row", "SELECT row :r0 :load_id"), values=(
+    LongValue(1, "copy text", _fixed("part1", "SELECT part1 :r0 :part_start :part_length")),
+    LongValue(2, "copy binary", _fixed("part2", "SELECT part2 :r0 :part_start :part_length"))))
+
+
+def test_a_long_rows_marker_is_replaced_by_the_row_read_alone_its_values_in_parts() -> None:
+    text = "a\tb\\c\r\nd\x00é" * 3
+    data = bytes(range(256))
+
+    def answer(sql: str):
+        if "SELECT row" in sql:
+            return [("7\t\t\t2024-01-01\t99", len(text), len(data))]
+        return []
+
+    conn = FakeConn(answer)
+    parts = {"part1": [text[i:i + 16] for i in range(0, len(text), 16)],
+             "part2": [data[i:i + 64] for i in range(0, len(data), 64)]}
+    conn.script = lambda sql: answer(sql) or [(parts[sql.split()[1]].pop(0),)]
+    block = b"first\n\x00" + b"42".hex().encode() + b"\nlast"
+    got, adjusted = blocks.fill_long_rows(conn, block, LONG, {"load_id": 99, "long_row": 1}, limit=128)
+    expected_text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    assert got == (b"first\n7\t" + expected_text.replace("\x00", "").encode() + b"\t\\\\x" + data.hex().upper().encode()
+                   + b"\t2024-01-01\t99\nlast")
+    assert adjusted == 1  # the NUL byte removed
+    row, *asked = conn.executed
+    assert row[1] == {"r0": b"42", "load_id": 99}
+    # text in characters (a quarter of the part's bytes: 128 // 2 // 4 = 16), binary in bytes (64)
+    assert [(p["part_start"], p["part_length"]) for _, p in asked] == [(1, 16), (17, 16), (1, 64), (65, 64), (129, 64),
+                                                                       (193, 64)]
+
+
+def test_a_null_long_value_stays_null_and_a_part_that_comes_back_null_is_an_error() -> None:
+    conn = FakeConn(lambda sql: [("7\t\\N\t\t1\t2", None, 3)] if "SELECT row" in sql else [(None,)])
+    with pytest.raises(PhaseError, match="came back NULL"):
+        blocks.fill_long_rows(conn, b"\x00" + b"1".hex().encode(), LONG, {"load_id": 1}, limit=1000)
+    conn = FakeConn(lambda sql: [("7\t\\N\t\\N\t1\t2", None, None)])
+    assert blocks.fill_long_rows(conn, b"\x00" + b"1".hex().encode(), LONG, {"load_id": 1}, limit=1000) == (
+        b"7\t\\N\t\\N\t1\t2", 0)
+
+
+@pytest.mark.parametrize("kind,value,expected", [
+    ("copy text", b"a\\b\tc\nd\re\x00f", b"a\\\\b\\tc\\nd\\ref"),
+    ("copy binary", b"\x00\xff\n", b"\\\\x00FF0A"),
+    ("infile text", b"a\\b\tc\nd\re\x00f", b"a\\\\b\\tc\\nd\re\\0f"),
+    ("infile binary", b"\x00\\", b"\\0\\\\"),
+])
+def test_escaping_a_long_value_matches_the_servers_text(kind, value, expected) -> None:
+    assert blocks.escape(value, kind)[0] == expected
+
+
+def test_escaping_is_linear_in_the_values_length() -> None:
+    """8 MiB of MIME-style text (a line break every 76 characters) escapes in well under a second."""
+    value = (b"x" * 74 + b"\r\n") * ((8 << 20) // 76 + 1)
+    start = time.perf_counter()
+    blocks.escape(value[: 8 << 20], "copy text")
+    blocks.escape(value[: 8 << 20], "infile text")
+    assert time.perf_counter() - start < 2
 
 
 def test_between_runs_after_each_block_and_a_read_can_start_after_a_key() -> None:

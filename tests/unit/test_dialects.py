@@ -208,6 +208,17 @@ def test_mysql_transient_errors(exc: BaseException, transient: bool) -> None:
     assert postgres.is_transient(exc) is False
 
 
+@pytest.mark.parametrize("exc, packet", [
+    (pymysql.err.InterfaceError(0, ""), True),        # the server closed the connection mid-packet
+    (pymysql.err.OperationalError(1153, "Got a packet bigger than 'max_allowed_packet' bytes"), True),
+    (pymysql.err.OperationalError(1301, "Result of concat() was larger than max_allowed_packet"), True),
+    (pymysql.err.OperationalError(2013, "Lost connection"), False),  # transient: retried
+    (RuntimeError("1153"), False),
+])
+def test_mysql_packet_errors(exc: BaseException, packet: bool) -> None:
+    assert mysql.is_packet_error(exc) is packet
+
+
 @pytest.mark.parametrize("exc, transient", [
     (psycopg2.errors.DeadlockDetected(), True),
     (psycopg2.errors.SerializationFailure(), True),

@@ -124,8 +124,15 @@ def test_every_step_supplies_exactly_the_binds_of_its_statements(case: sc.Case) 
             if isinstance(read, BlockRead):
                 for (after,), statement in zip(read.boundary.labels, (s for _, s in read.boundary.all())):
                     assert statement.binds == window | {"offset"} | (order if after else set())
+                long = {"long_row", "long_escaped"} if read.long_rows is not None else set()
                 for (after, bounded), statement in zip(read.block.labels, (s for _, s in read.block.all())):
-                    assert statement.binds == set(read.params) | (order if after else set()) | (upto if bounded else set())
+                    assert statement.binds == set(read.params) | (order if after else set()) | (
+                        upto if bounded else set()) | long
+                if read.long_rows is not None:  # etl/blocks.py fill_long_rows: the key r<i>, the parts
+                    key = {f"r{i}" for i in range(len(plan.key))}
+                    assert read.long_rows.row.get().binds == key | ({"load_id"} if case.phase == "load" else set())
+                    for value in read.long_rows.values:
+                        assert value.part.get().binds == key | {"part_start", "part_length"}
                 assert set(read.params) - window == set(plan.admission_params()) | (
                     {"load_id"} if case.phase == "load" else set())
             else:

@@ -31,6 +31,11 @@ Context = Callable[[], dict[str, Any]]
 TOOL_CASES: dict[str, tuple[Context, set[str]]] = {
     "mysql/bench/history_mark": (dict, set()),
     "mysql/bench/history_rows": (dict, {"after"}),
+    "mysql/bench/history_seconds": (dict, {"after", "table"}),
+    "postgres/bench/history_seconds": (lambda: dict(schema=Ident("raw")), {"after", "table"}),
+    "mysql/bench/create_big_table": (lambda: dict(database=Ident("etlbench_src"), table=Ident("bigdocument")), set()),
+    "mysql/bench/big_value_put": (lambda: dict(database=Ident("etlbench_src"), table=Ident("bigdocument")),
+                                  {"value", "stamp"}),
     "mysql/bench/count_rows": (lambda: dict(database=Ident("etlbench_base"), table=Ident("patient")), set()),
     "mysql/bench/server_info": (dict, set()),
     "postgres/bench/history_mark": (lambda: dict(schema=Ident("raw")), set()),

@@ -20,14 +20,20 @@
 -- = statements.sql mysql/read_boundary.1
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
 -- = statements.sql mysql/read_boundary.2
--- mysql/copy_select (first block)  (binds: :m0_floor, :m0_hi, :u0)
+-- mysql/copy_select (first block)  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 -- = statements.sql mysql/copy_select.1
--- mysql/copy_select (next block)  (binds: :k0, :m0_floor, :m0_hi, :u0)
+-- mysql/copy_select (next block)  (binds: :k0, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 -- = statements.sql mysql/copy_select.2
--- mysql/copy_select (only block)  (binds: :m0_floor, :m0_hi)
+-- mysql/copy_select (only block)  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi)
 -- = statements.sql mysql/copy_select.3
--- mysql/copy_select (last block)  (binds: :k0, :m0_floor, :m0_hi)
+-- mysql/copy_select (last block)  (binds: :k0, :long_escaped, :long_row, :m0_floor, :m0_hi)
 -- = statements.sql mysql/copy_select.4
+-- mysql/copy_row_alone (long row alone)  (binds: :r0)
+-- = statements.sql mysql/copy_row_alone.1
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.1
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.2
 
 -- 3, for each block:
 

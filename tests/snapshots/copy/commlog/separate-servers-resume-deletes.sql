@@ -14,14 +14,20 @@
 -- = statements.sql mysql/read_boundary.3
 -- mysql/read_boundary (next boundary)  (binds: :k0, :k1, :offset, :w0_hi, :w0_lo)
 -- = statements.sql mysql/read_boundary.4
--- mysql/copy_select (first block)  (binds: :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select (first block)  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.5
--- mysql/copy_select (next block)  (binds: :k0, :k1, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select (next block)  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.6
--- mysql/copy_select (only block)  (binds: :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select (only block)  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.7
--- mysql/copy_select (last block)  (binds: :k0, :k1, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select (last block)  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.8
+-- mysql/copy_row_alone (long row alone)  (binds: :r0)
+-- = statements.sql mysql/copy_row_alone.1
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.1
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.2
 
 -- 2, before the first block:
 

@@ -415,90 +415,113 @@ FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
 LINES TERMINATED BY '\n'
 (`CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, `Note`, `Mode_`, `SentOrReceived`, `UserNum`, `Signature`, `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, `CommSource`, `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`);
 
--- mysql/copy_select.1  (binds: :m0_floor, :m0_hi, :u0)
+-- mysql/copy_row_alone.1  (binds: :r0)
+SELECT CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IF(`Note` IS NULL, '\\N', ''), `Mode_`, `SentOrReceived`, `UserNum`, IF(`Signature` IS NULL, '\\N', ''), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+       CHAR_LENGTH(`Note`),
+       CHAR_LENGTH(`Signature`)
+FROM `opendental`.`commlog`
+WHERE `CommlogNum` = :r0;
+
+-- mysql/copy_select.1  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE TRUE
   AND ((`CommlogNum` <= :u0));
 
--- mysql/copy_select.2  (binds: :k0, :m0_floor, :m0_hi, :u0)
+-- mysql/copy_select.2  (binds: :k0, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE TRUE
   AND ((`CommlogNum` > :k0))
   AND ((`CommlogNum` <= :u0));
 
--- mysql/copy_select.3  (binds: :m0_floor, :m0_hi)
+-- mysql/copy_select.3  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE TRUE;
 
--- mysql/copy_select.4  (binds: :k0, :m0_floor, :m0_hi)
+-- mysql/copy_select.4  (binds: :k0, :long_escaped, :long_row, :m0_floor, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE TRUE
   AND ((`CommlogNum` > :k0));
 
--- mysql/copy_select.5  (binds: :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select.5  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
   AND ((`DateTStamp` < :u0) OR (`DateTStamp` = :u0 AND `CommlogNum` <= :u1));
 
--- mysql/copy_select.6  (binds: :k0, :k1, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select.6  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1))
   AND ((`DateTStamp` < :u0) OR (`DateTStamp` = :u0 AND `CommlogNum` <= :u1));
 
--- mysql/copy_select.7  (binds: :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.7  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi);
 
--- mysql/copy_select.8  (binds: :k0, :k1, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.8  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DateTStamp` >= :m0_floor AND TO_DAYS(`DateTStamp`) IS NOT NULL AND `DateTStamp` < :m0_hi THEN `DateTStamp` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_row OR ((IFNULL(LENGTH(`Note`), 0) + IFNULL(LENGTH(`Signature`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`CommlogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Note` AS BINARY), CAST(`Signature` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Note` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Signature` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `CommlogNum`, `PatNum`, `CommDateTime`, `CommType`, IFNULL(CAST(`Note` AS BINARY), '\\N'), `Mode_`, `SentOrReceived`, `UserNum`, CAST(`Signature` AS BINARY), `SigIsTopaz`, `DateTStamp`, `DateTimeEnd`, IFNULL(`CommSource`, '\\N'), `ProgramNum`, `DateTEntry`, `ReferralNum`, `CommReferralBehavior`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1));
@@ -667,6 +690,16 @@ ON DUPLICATE KEY UPDATE
   `DateTEntry` = VALUES(`DateTEntry`),
   `ReferralNum` = VALUES(`ReferralNum`),
   `CommReferralBehavior` = VALUES(`CommReferralBehavior`);
+
+-- mysql/copy_value_part.1  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`Note`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`commlog`
+WHERE `CommlogNum` = :r0;
+
+-- mysql/copy_value_part.2  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`Signature`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`commlog`
+WHERE `CommlogNum` = :r0;
 
 -- mysql/copy_window_max.1  (binds: :w0_hi)
 SELECT MAX(`DateTStamp`)

@@ -195,90 +195,113 @@ FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
 LINES TERMINATED BY '\n'
 (`DefNum`, `Category`, `ItemOrder`, `ItemName`, `ItemValue`, `ItemColor`, `IsHidden`);
 
--- mysql/copy_select.1  (binds: :m0_hi, :u0)
+-- mysql/copy_row_alone.1  (binds: :r0)
+SELECT CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IF(`ItemName` IS NULL, '\\N', ''), IF(`ItemValue` IS NULL, '\\N', ''), `ItemColor`, `IsHidden`) AS BINARY),
+       CHAR_LENGTH(`ItemName`),
+       CHAR_LENGTH(`ItemValue`)
+FROM `opendental`.`definition`
+WHERE `DefNum` = :r0;
+
+-- mysql/copy_select.1  (binds: :long_escaped, :long_row, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE TRUE
   AND ((`DefNum` <= :u0));
 
--- mysql/copy_select.2  (binds: :k0, :m0_hi, :u0)
+-- mysql/copy_select.2  (binds: :k0, :long_escaped, :long_row, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE TRUE
   AND ((`DefNum` > :k0))
   AND ((`DefNum` <= :u0));
 
--- mysql/copy_select.3  (binds: :m0_hi)
+-- mysql/copy_select.3  (binds: :long_escaped, :long_row, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE TRUE;
 
--- mysql/copy_select.4  (binds: :k0, :m0_hi)
+-- mysql/copy_select.4  (binds: :k0, :long_escaped, :long_row, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE TRUE
   AND ((`DefNum` > :k0));
 
--- mysql/copy_select.5  (binds: :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/copy_select.5  (binds: :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
   AND ((`DefNum` <= :u0));
 
--- mysql/copy_select.6  (binds: :k0, :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/copy_select.6  (binds: :k0, :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
   AND ((`DefNum` > :k0))
   AND ((`DefNum` <= :u0));
 
--- mysql/copy_select.7  (binds: :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.7  (binds: :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi);
 
--- mysql/copy_select.8  (binds: :k0, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.8  (binds: :k0, :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `DefNum` <= :m0_hi THEN `DefNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_row OR ((IFNULL(LENGTH(`ItemName`), 0) + IFNULL(LENGTH(`ItemValue`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`DefNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`ItemName` AS BINARY), CAST(`ItemValue` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`ItemValue` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `ItemColor`, `IsHidden`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `DefNum`, `Category`, `ItemOrder`, IFNULL(CAST(`ItemName` AS BINARY), '\\N'), IFNULL(CAST(`ItemValue` AS BINARY), '\\N'), `ItemColor`, `IsHidden`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
   AND ((`DefNum` > :k0));
@@ -377,6 +400,16 @@ ON DUPLICATE KEY UPDATE
   `ItemValue` = VALUES(`ItemValue`),
   `ItemColor` = VALUES(`ItemColor`),
   `IsHidden` = VALUES(`IsHidden`);
+
+-- mysql/copy_value_part.1  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`ItemName`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`definition`
+WHERE `DefNum` = :r0;
+
+-- mysql/copy_value_part.2  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`ItemValue`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`definition`
+WHERE `DefNum` = :r0;
 
 -- mysql/copy_window_max.1  (binds: :w0_hi)
 SELECT MAX(`DefNum`)

@@ -28,6 +28,8 @@
 -- 5.1. [row by row] run on the replica once per row; its rows count as rows_written
 -- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v23, :v24, :v25, :v26, :v27, :v28, :v29, :v3, :v30, :v31, :v32, :v33, :v34, :v35, :v36, :v37, :v38, :v39, :v4, :v40, :v41, :v42, :v43, :v44, :v45, :v46, :v47, :v48, :v49, :v5, :v50, :v51, :v52, :v53, :v54, :v55, :v56, :v57, :v58, :v59, :v6, :v60, :v61, :v62, :v63, :v64, :v65, :v66, :v67, :v68, :v69, :v7, :v70, :v71, :v72, :v73, :v74, :v75, :v76, :v77, :v78, :v79, :v8, :v80, :v81, :v82, :v83, :v9)
 -- = statements.sql mysql/copy_upsert.2
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
 
 -- 5.2. [always] commit the replica
 

@@ -14,14 +14,86 @@
 -- = statements.sql mysql/read_boundary.3
 -- mysql/read_boundary (next boundary)  (binds: :k0, :k1, :offset, :w0_hi, :w0_lo)
 -- = statements.sql mysql/read_boundary.4
--- mysql/copy_select (first block)  (binds: :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select (first block)  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.5
--- mysql/copy_select (next block)  (binds: :k0, :k1, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select (next block)  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.6
--- mysql/copy_select (only block)  (binds: :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select (only block)  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.7
--- mysql/copy_select (last block)  (binds: :k0, :k1, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select (last block)  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select.8
+-- mysql/copy_row_alone (long row alone)  (binds: :r0)
+-- = statements.sql mysql/copy_row_alone.1
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.1
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.2
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.3
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.4
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.5
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.6
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.7
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.8
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.9
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.10
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.11
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.12
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.13
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.14
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.15
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.16
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.17
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.18
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.19
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.20
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.21
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.22
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.23
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.24
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.25
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.26
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.27
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.28
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.29
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.30
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.31
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.32
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.33
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.34
+-- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/copy_value_part.35
 
 -- 2, before the first block:
 

@@ -16,6 +16,8 @@
 -- 2.1. [row by row] run on the replica once per row; its rows count as rows_written
 -- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v3, :v4, :v5, :v6, :v7, :v8, :v9)
 -- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
 
 -- 2.2. [checkpoint] checkpoint on the replica (tracking, status running)
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)

@@ -479,90 +479,112 @@ FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
 LINES TERMINATED BY '\n'
 (`SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, `SecurityHash`);
 
--- mysql/copy_select.1  (binds: :m0_floor, :m0_hi, :u0)
+-- mysql/copy_row_alone.1  (binds: :r0)
+SELECT CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, IF(`SecurityHash` IS NULL, '\\N', '')) AS BINARY),
+       CHAR_LENGTH(`SecurityHash`)
+FROM `opendental`.`paysplit`
+WHERE `SplitNum` = :r0;
+
+-- mysql/copy_select.1  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE TRUE
   AND ((`SplitNum` <= :u0));
 
--- mysql/copy_select.2  (binds: :k0, :m0_floor, :m0_hi, :u0)
+-- mysql/copy_select.2  (binds: :k0, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE TRUE
   AND ((`SplitNum` > :k0))
   AND ((`SplitNum` <= :u0));
 
--- mysql/copy_select.3  (binds: :m0_floor, :m0_hi)
+-- mysql/copy_select.3  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE TRUE;
 
--- mysql/copy_select.4  (binds: :k0, :m0_floor, :m0_hi)
+-- mysql/copy_select.4  (binds: :k0, :long_escaped, :long_row, :m0_floor, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE TRUE
   AND ((`SplitNum` > :k0));
 
--- mysql/copy_select.5  (binds: :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select.5  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
   AND ((`SecDateTEdit` < :u0) OR (`SecDateTEdit` = :u0 AND `SplitNum` <= :u1));
 
--- mysql/copy_select.6  (binds: :k0, :k1, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
+-- mysql/copy_select.6  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `SplitNum` > :k1))
   AND ((`SecDateTEdit` < :u0) OR (`SecDateTEdit` = :u0 AND `SplitNum` <= :u1));
 
--- mysql/copy_select.7  (binds: :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.7  (binds: :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi);
 
--- mysql/copy_select.8  (binds: :k0, :k1, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.8  (binds: :k0, :k1, :long_escaped, :long_row, :m0_floor, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecDateTEdit` >= :m0_floor AND TO_DAYS(`SecDateTEdit`) IS NOT NULL AND `SecDateTEdit` < :m0_hi THEN `SecDateTEdit` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_row OR ((IFNULL(LENGTH(`SecurityHash`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SplitNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`SecurityHash` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`SecurityHash` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0')) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SplitNum`, `SplitAmt`, `PatNum`, `ProcDate`, `PayNum`, `IsDiscount`, `DiscountType`, `ProvNum`, `PayPlanNum`, `DatePay`, `ProcNum`, `DateEntry`, `UnearnedType`, `ClinicNum`, `SecUserNumEntry`, `SecDateTEdit`, `FSplitNum`, `AdjNum`, `PayPlanChargeNum`, `PayPlanDebitType`, CAST(`SecurityHash` AS BINARY)) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `SplitNum` > :k1));
@@ -759,6 +781,11 @@ ON DUPLICATE KEY UPDATE
   `PayPlanChargeNum` = VALUES(`PayPlanChargeNum`),
   `PayPlanDebitType` = VALUES(`PayPlanDebitType`),
   `SecurityHash` = VALUES(`SecurityHash`);
+
+-- mysql/copy_value_part.1  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`SecurityHash`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`paysplit`
+WHERE `SplitNum` = :r0;
 
 -- mysql/copy_window_max.1  (binds: :w0_hi)
 SELECT MAX(`SecDateTEdit`)

@@ -24,6 +24,8 @@
 -- 4.1. [row by row] run on the replica once per row; its rows count as rows_written
 -- mysql/copy_upsert  (binds: :v0, :v1, :v2, :v3, :v4, :v5)
 -- = statements.sql mysql/copy_upsert.2
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
 
 -- 4.2. [always] commit the replica
 

@@ -183,90 +183,114 @@ FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
 LINES TERMINATED BY '\n'
 (`RecallTypeNum`, `Description`, `DefaultInterval`, `TimePattern`, `Procedures`, `AppendToSpecial`);
 
--- mysql/copy_select.1  (binds: :m0_hi, :u0)
+-- mysql/copy_row_alone.1  (binds: :r0)
+SELECT CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IF(`Description` IS NULL, '\\N', ''), `DefaultInterval`, IF(`TimePattern` IS NULL, '\\N', ''), IF(`Procedures` IS NULL, '\\N', ''), `AppendToSpecial`) AS BINARY),
+       CHAR_LENGTH(`Description`),
+       CHAR_LENGTH(`TimePattern`),
+       CHAR_LENGTH(`Procedures`)
+FROM `opendental`.`recalltype`
+WHERE `RecallTypeNum` = :r0;
+
+-- mysql/copy_select.1  (binds: :long_escaped, :long_row, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE TRUE
   AND ((`RecallTypeNum` <= :u0));
 
--- mysql/copy_select.2  (binds: :k0, :m0_hi, :u0)
+-- mysql/copy_select.2  (binds: :k0, :long_escaped, :long_row, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE TRUE
   AND ((`RecallTypeNum` > :k0))
   AND ((`RecallTypeNum` <= :u0));
 
--- mysql/copy_select.3  (binds: :m0_hi)
+-- mysql/copy_select.3  (binds: :long_escaped, :long_row, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE TRUE;
 
--- mysql/copy_select.4  (binds: :k0, :m0_hi)
+-- mysql/copy_select.4  (binds: :k0, :long_escaped, :long_row, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE TRUE
   AND ((`RecallTypeNum` > :k0));
 
--- mysql/copy_select.5  (binds: :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/copy_select.5  (binds: :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
   AND ((`RecallTypeNum` <= :u0));
 
--- mysql/copy_select.6  (binds: :k0, :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/copy_select.6  (binds: :k0, :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
   AND ((`RecallTypeNum` > :k0))
   AND ((`RecallTypeNum` <= :u0));
 
--- mysql/copy_select.7  (binds: :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.7  (binds: :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi);
 
--- mysql/copy_select.8  (binds: :k0, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.8  (binds: :k0, :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `RecallTypeNum` <= :m0_hi THEN `RecallTypeNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_row OR ((IFNULL(LENGTH(`Description`), 0) + IFNULL(LENGTH(`TimePattern`), 0) + IFNULL(LENGTH(`Procedures`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`RecallTypeNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`Description` AS BINARY), CAST(`TimePattern` AS BINARY), CAST(`Procedures` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Description` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `DefaultInterval`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`TimePattern` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`Procedures` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `AppendToSpecial`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `RecallTypeNum`, IFNULL(CAST(`Description` AS BINARY), '\\N'), `DefaultInterval`, IFNULL(CAST(`TimePattern` AS BINARY), '\\N'), IFNULL(CAST(`Procedures` AS BINARY), '\\N'), `AppendToSpecial`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
   AND ((`RecallTypeNum` > :k0));
@@ -358,6 +382,21 @@ ON DUPLICATE KEY UPDATE
   `TimePattern` = VALUES(`TimePattern`),
   `Procedures` = VALUES(`Procedures`),
   `AppendToSpecial` = VALUES(`AppendToSpecial`);
+
+-- mysql/copy_value_part.1  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`Description`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`recalltype`
+WHERE `RecallTypeNum` = :r0;
+
+-- mysql/copy_value_part.2  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`TimePattern`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`recalltype`
+WHERE `RecallTypeNum` = :r0;
+
+-- mysql/copy_value_part.3  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`Procedures`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`recalltype`
+WHERE `RecallTypeNum` = :r0;
 
 -- mysql/copy_window_max.1  (binds: :w0_hi)
 SELECT MAX(`RecallTypeNum`)

@@ -255,90 +255,113 @@ FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
 LINES TERMINATED BY '\n'
 (`SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, `LogText`, `PatNum`, `CompName`, `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`);
 
--- mysql/copy_select.1  (binds: :m0_hi, :u0)
+-- mysql/copy_row_alone.1  (binds: :r0)
+SELECT CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IF(`LogText` IS NULL, '\\N', ''), `PatNum`, IF(`CompName` IS NULL, '\\N', ''), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+       CHAR_LENGTH(`LogText`),
+       CHAR_LENGTH(`CompName`)
+FROM `opendental`.`securitylog`
+WHERE `SecurityLogNum` = :r0;
+
+-- mysql/copy_select.1  (binds: :long_escaped, :long_row, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE TRUE
   AND ((`SecurityLogNum` <= :u0));
 
--- mysql/copy_select.2  (binds: :k0, :m0_hi, :u0)
+-- mysql/copy_select.2  (binds: :k0, :long_escaped, :long_row, :m0_hi, :u0)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE TRUE
   AND ((`SecurityLogNum` > :k0))
   AND ((`SecurityLogNum` <= :u0));
 
--- mysql/copy_select.3  (binds: :m0_hi)
+-- mysql/copy_select.3  (binds: :long_escaped, :long_row, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE TRUE;
 
--- mysql/copy_select.4  (binds: :k0, :m0_hi)
+-- mysql/copy_select.4  (binds: :k0, :long_escaped, :long_row, :m0_hi)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE TRUE
   AND ((`SecurityLogNum` > :k0));
 
--- mysql/copy_select.5  (binds: :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/copy_select.5  (binds: :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
   AND ((`SecurityLogNum` <= :u0));
 
--- mysql/copy_select.6  (binds: :k0, :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/copy_select.6  (binds: :k0, :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
   AND ((`SecurityLogNum` > :k0))
   AND ((`SecurityLogNum` <= :u0));
 
--- mysql/copy_select.7  (binds: :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.7  (binds: :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi);
 
--- mysql/copy_select.8  (binds: :k0, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/copy_select.8  (binds: :k0, :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 SELECT COUNT(*),
        0,
        MAX(CASE WHEN `SecurityLogNum` <= :m0_hi THEN `SecurityLogNum` END),
-       GROUP_CONCAT(IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
-   CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY)) SEPARATOR '\n')
+       GROUP_CONCAT(IF(((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_row OR ((IFNULL(LENGTH(`LogText`), 0) + IFNULL(LENGTH(`CompName`), 0)) > :long_escaped AND CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]')),
+   CAST(CONCAT(CHAR(0), CONCAT_WS(CHAR(9), HEX(CAST(`SecurityLogNum` AS BINARY)))) AS BINARY),
+   IF(CAST(CONCAT_WS('', CAST(`LogText` AS BINARY), CAST(`CompName` AS BINARY)) AS BINARY) REGEXP '[\\\\\\t\\n\\x00]',
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(REPLACE(REPLACE(REPLACE(REPLACE(CAST(`LogText` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), '\\N'), `PatNum`, REPLACE(REPLACE(REPLACE(REPLACE(CAST(`CompName` AS BINARY), '\\', '\\\\'), '\t', '\\t'), '\n', '\\n'), CHAR(0), '\\0'), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY),
+      CAST(CONCAT_WS(CHAR(9), `SecurityLogNum`, `PermType`, `UserNum`, `LogDateTime`, IFNULL(CAST(`LogText` AS BINARY), '\\N'), `PatNum`, CAST(`CompName` AS BINARY), `FKey`, `LogSource`, `DefNum`, `DefNumError`, `DateTPrevious`) AS BINARY))) SEPARATOR '\n')
 FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
   AND ((`SecurityLogNum` > :k0));
@@ -472,6 +495,16 @@ ON DUPLICATE KEY UPDATE
   `DefNum` = VALUES(`DefNum`),
   `DefNumError` = VALUES(`DefNumError`),
   `DateTPrevious` = VALUES(`DateTPrevious`);
+
+-- mysql/copy_value_part.1  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`LogText`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`securitylog`
+WHERE `SecurityLogNum` = :r0;
+
+-- mysql/copy_value_part.2  (binds: :part_length, :part_start, :r0)
+SELECT CAST(SUBSTRING(`CompName`, :part_start, :part_length) AS BINARY)
+FROM `opendental`.`securitylog`
+WHERE `SecurityLogNum` = :r0;
 
 -- mysql/copy_window_max.1  (binds: :w0_hi)
 SELECT MAX(`SecurityLogNum`)

@@ -20,14 +20,86 @@
 -- = statements.sql mysql/read_boundary.1
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
 -- = statements.sql mysql/read_boundary.2
--- mysql/load_select (first block)  (binds: :load_id, :m0_floor, :m0_hi, :u0)
+-- mysql/load_select (first block)  (binds: :load_id, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 -- = statements.sql mysql/load_select.1
--- mysql/load_select (next block)  (binds: :k0, :load_id, :m0_floor, :m0_hi, :u0)
+-- mysql/load_select (next block)  (binds: :k0, :load_id, :long_escaped, :long_row, :m0_floor, :m0_hi, :u0)
 -- = statements.sql mysql/load_select.2
--- mysql/load_select (only block)  (binds: :load_id, :m0_floor, :m0_hi)
+-- mysql/load_select (only block)  (binds: :load_id, :long_escaped, :long_row, :m0_floor, :m0_hi)
 -- = statements.sql mysql/load_select.3
--- mysql/load_select (last block)  (binds: :k0, :load_id, :m0_floor, :m0_hi)
+-- mysql/load_select (last block)  (binds: :k0, :load_id, :long_escaped, :long_row, :m0_floor, :m0_hi)
 -- = statements.sql mysql/load_select.4
+-- mysql/load_row_alone (long row alone)  (binds: :load_id, :r0)
+-- = statements.sql mysql/load_row_alone.1
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.1
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.2
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.3
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.4
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.5
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.6
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.7
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.8
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.9
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.10
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.11
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.12
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.13
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.14
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.15
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.16
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.17
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.18
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.19
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.20
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.21
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.22
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.23
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.24
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.25
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.26
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.27
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.28
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.29
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.30
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.31
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.32
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.33
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.34
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.35
 -- postgres/copy_from_stdin (sink)  (binds: none)
 -- = statements.sql postgres/copy_from_stdin.1
 

@@ -16,14 +16,58 @@
 -- = statements.sql mysql/read_boundary.3
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset, :w0_hi, :w0_lo)
 -- = statements.sql mysql/read_boundary.4
--- mysql/load_select (first block)  (binds: :load_id, :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/load_select (first block)  (binds: :load_id, :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 -- = statements.sql mysql/load_select.5
--- mysql/load_select (next block)  (binds: :k0, :load_id, :m0_hi, :u0, :w0_hi, :w0_lo)
+-- mysql/load_select (next block)  (binds: :k0, :load_id, :long_escaped, :long_row, :m0_hi, :u0, :w0_hi, :w0_lo)
 -- = statements.sql mysql/load_select.6
--- mysql/load_select (only block)  (binds: :load_id, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/load_select (only block)  (binds: :load_id, :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 -- = statements.sql mysql/load_select.7
--- mysql/load_select (last block)  (binds: :k0, :load_id, :m0_hi, :w0_hi, :w0_lo)
+-- mysql/load_select (last block)  (binds: :k0, :load_id, :long_escaped, :long_row, :m0_hi, :w0_hi, :w0_lo)
 -- = statements.sql mysql/load_select.8
+-- mysql/load_row_alone (long row alone)  (binds: :load_id, :r0)
+-- = statements.sql mysql/load_row_alone.1
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.1
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.2
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.3
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.4
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.5
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.6
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.7
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.8
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.9
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.10
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.11
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.12
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.13
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.14
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.15
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.16
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.17
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.18
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.19
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.20
+-- mysql/load_value_part (long value part)  (binds: :part_length, :part_start, :r0)
+-- = statements.sql mysql/load_value_part.21
 -- postgres/copy_from_stdin (sink)  (binds: none)
 -- = statements.sql postgres/copy_from_stdin.2
 

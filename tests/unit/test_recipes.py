@@ -286,3 +286,33 @@ def test_a_block_whose_load_cut_a_value_fails_before_it_commits() -> None:
     with pytest.raises(PhaseError, match="Data truncated for column 'c' at row 1"):
         executor.run(recipe, {"source": source, "replica": replica}, outcome)
     assert replica.commits == 0 and not any(s.startswith("INSERT") for s in replica.sql)
+
+
+def test_the_row_by_row_copy_refuses_a_row_longer_than_the_replicas_packet_by_key_and_setting() -> None:
+    """The server would just close the connection on a statement longer than max_allowed_packet; the row is
+    named before it is sent. Short batches never ask."""
+    from etl.blocks import Batch
+    from etl.errors import PhaseError
+    from etl.recipe import ExecRows
+
+    config = sc.demo_config()["patient"]
+    example = next(e for e in copy.EXAMPLES if e.name == "row-by-row-incremental")
+    recipe = sc.recipe_for("copy", config, example)
+    step = next(s for s in recipe.walk() if isinstance(s, ExecRows))
+    columns = [c.name for c in recipe.plan.columns]
+    key_at = columns.index(recipe.plan.key[0])
+
+    def row(key: int, text: str) -> tuple:
+        values = [None] * len(columns)
+        values[key_at], values[key_at + 1] = key, text
+        return tuple(values)
+
+    replica = FakeConn(lambda sql: [("2097152",)] if "max_allowed_packet" in sql else [])
+    outcome = tracking.Outcome(plan=recipe.plan, run_id="r", started_at=dt.datetime(2025, 1, 1))
+    run = executor.Executor(recipe, {"replica": replica, "source": FakeConn()}, outcome, {})
+    run.step(step, Batch(rows=1, maxima=(), values=[row(1, "short")]))
+    assert not any("max_allowed_packet" in sql for sql, _ in replica.executed)
+    with pytest.raises(PhaseError, match=r"^patient: the row \{'PatNum': 7\} holds 3,145,728 bytes, more than the "
+                                         r"replica's max_allowed_packet \(2,097,152\)"):
+        run.step(step, Batch(rows=2, maxima=(), values=[row(1, "short"), row(7, "é" * (3 << 19))]))
+    assert sum(sql.lstrip().startswith("INSERT") for sql, _ in replica.executed) == 1  # the short batch only

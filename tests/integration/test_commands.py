@@ -105,8 +105,8 @@ def test_render_prints_plan_and_statements_with_binds_and_changes_nothing(pipeli
     assert result.returncode == 0
     assert "-- load patient: strategy primary (stored watermark)" in result.stdout
     assert "-- situation: target populated; stage and upsert" in result.stdout
-    assert "-- mysql/load_select (first block)  (binds: :load_id, :m0_floor, :m0_hi, :u0, :u1, :w0_hi, :w0_lo)" \
-        in result.stdout
+    assert ("-- mysql/load_select (first block)  (binds: :load_id, :long_escaped, :long_row, :m0_floor, :m0_hi, "
+            ":u0, :u1, :w0_hi, :w0_lo)") in result.stdout
     assert "[upsert] run on the analytics; its rows count as rows_written\n-- postgres/load_upsert" in result.stdout
     assert "IS DISTINCT FROM" in result.stdout
     fallback = etl(pipeline.settings, "render", "copy", "appointment", "--strategy", "full")

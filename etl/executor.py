@@ -142,9 +142,9 @@ class Executor:
             raise TypeError(f"unknown step {step!r}")
 
     def fits_packet(self, step: ExecRows, batch: Batch) -> tuple[list[tuple], list[tuple]]:
-        """The batch's rows that fit in one statement, and those longer than the server's max_allowed_packet
-        (the server would just close the connection): written in parts (:meth:`write_in_parts`), or without
-        a way to, the table fails naming the row and the setting. Short batches never ask the server."""
+        """The batch's rows that fit in one statement, and those too long for one (the server would just
+        close the connection): written in parts (:meth:`write_in_parts`), or without a way to, the table
+        fails naming the row and the setting. Short batches never ask the server."""
         if max(map(_row_bytes, batch.values), default=0) < 1 << 20:
             return batch.values, []
         if self.packet is None:
@@ -152,7 +152,10 @@ class Executor:
         fits, long = [], []
         for row in batch.values:
             size = _row_bytes(row)
-            (long if size + (size >> 4) + (64 << 10) > self.packet else fits).append(row)  # escaping, the statement
+            # With parts, well below the limit: the server refused a 17 MiB row of text and binary (its
+            # binary escaped) at 32 MiB. Without, escaping and the statement around the values.
+            over = size * 4 > self.packet if step.parts is not None else size + (size >> 4) + (64 << 10) > self.packet
+            (long if over else fits).append(row)
         if long and step.parts is None:
             size = _row_bytes(long[0])
             key = {c: long[0][i] for i, c in enumerate(c.name for c in self.plan.columns) if c in self.plan.key}
@@ -163,12 +166,24 @@ class Executor:
         return fits, long
 
     def write_in_parts(self, step: ExecRows, cur: Any, sql: str, row: tuple) -> None:
-        """A row longer than the server's max_allowed_packet, in the batch's transaction: the statement with
-        its long values empty (NULL stays NULL), then each value appended in parts of at most a quarter of
-        the limit (4 MiB: PyMySQL's own packet limit, and escaping may double a part)."""
+        """A row longer than a quarter of the server's max_allowed_packet, in the batch's transaction: the
+        statement with its long values empty (NULL stays NULL), then each value appended in parts of at most
+        an eighth of the limit and 4 MiB (escaping may double a part). A single value longer than the limit
+        fails the table naming it before anything of the row is written: the server builds no value longer
+        than max_allowed_packet (CONCAT, GROUP_CONCAT and a prepared statement's long data all stop there);
+        only LOAD DATA does."""
         parts = step.parts
-        budget = max(1, min(PART_BYTES // 2, self.packet // 4))
+        budget = max(1, min(PART_BYTES // 2, self.packet // 8))
         held = dict(parts.values)
+        columns = [c.name for c in self.plan.columns]
+        for position in held:
+            size = _row_bytes((row[position],))
+            if size > self.packet:
+                key = {columns[i]: row[i] for i in parts.key}
+                raise PhaseError(f"{self.plan.table}: the value of {columns[position]} in the row {key} holds "
+                                 f"{size:,} bytes, more than the {step.on}'s max_allowed_packet ({self.packet:,}); "
+                                 f"MySQL builds no longer value from a statement: raise max_allowed_packet on the "
+                                 f"{step.on} above it, or turn local_infile on there (LOAD DATA has no such limit)")
         cur.execute(sql, dict(zip(step.names, (v[:0] if i in held and v is not None else v
                                                for i, v in enumerate(row)))))
         key = {f"r{j}": row[i] for j, i in enumerate(parts.key)}

@@ -297,10 +297,10 @@ def stop_cancels() -> dict[str, Any]:
     return {"killer": killer, "watcher": watcher, "polled": polled}
 
 
-def row_in_parts() -> dict[str, Any]:
-    """The row-by-row copy of a row longer than both servers' max_allowed_packet (4 MiB here): its batch holds
-    the long value back, the source gives it in parts, the replica takes the row with it empty, then the
-    parts appended. `patient` with its second column made a longtext."""
+def row_in_parts(replica_packet: int = 8 << 20) -> dict[str, Any]:
+    """The row-by-row copy of a row longer than the source's max_allowed_packet (4 MiB) and a quarter of the
+    replica's: its batch holds the long value back, the source gives it in parts, the replica takes the row
+    with it empty, then the parts appended. `patient` with its second column made a longtext."""
     from dataclasses import replace
 
     from etl import executor
@@ -332,7 +332,7 @@ def row_in_parts() -> dict[str, Any]:
         return []
 
     source = FakeConn(source_answer)
-    replica = FakeConn(lambda sql: [("4194304",)] if "max_allowed_packet" in sql else [])
+    replica = FakeConn(lambda sql: [(str(replica_packet),)] if "max_allowed_packet" in sql else [])
     outcome = tracking.Outcome(plan=plan, run_id="r", started_at=dt.datetime(2025, 1, 1))
     executor.run(recipe, {"source": source, "replica": replica}, outcome)
     return {"source": source, "replica": replica, "data": data, "at": at, "outcome": outcome}

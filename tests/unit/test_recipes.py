@@ -309,6 +309,17 @@ def test_the_row_by_row_copy_moves_a_row_longer_than_both_servers_packet_in_part
     assert replica.commits == 2 and found["outcome"].rows_written == 1
 
 
+def test_the_row_by_row_copy_names_a_value_longer_than_the_replicas_packet() -> None:
+    """The server builds no value longer than its max_allowed_packet from a statement (CONCAT stops there):
+    such a value fails the table naming it and the setting, before anything of its row is written."""
+    from etl.errors import PhaseError
+    from tests import call_sites
+
+    with pytest.raises(PhaseError, match=r"^patient: the value of LName in the row \{'PatNum': '7'\} holds "
+                                         r"7,200,000 bytes, more than the replica's max_allowed_packet \(4,194,304\)"):
+        call_sites.row_in_parts(replica_packet=4 << 20)
+
+
 def test_the_row_by_row_copy_refuses_a_row_longer_than_the_replicas_packet_by_key_and_setting() -> None:
     """A row longer than max_allowed_packet with no value that moves in parts (medium and long text and
     blobs do): the server would just close the connection on it; the row is named before it is sent.

@@ -170,8 +170,7 @@ class Executor:
         statement with its long values empty (NULL stays NULL), then each value appended in parts of at most
         an eighth of the limit and 4 MiB (escaping may double a part). A single value longer than the limit
         fails the table naming it before anything of the row is written: the server builds no value longer
-        than max_allowed_packet (CONCAT, GROUP_CONCAT and a prepared statement's long data all stop there);
-        only LOAD DATA does."""
+        than max_allowed_packet from a statement (CONCAT and GROUP_CONCAT stop there); LOAD DATA does."""
         parts = step.parts
         budget = max(1, min(PART_BYTES // 2, self.packet // 8))
         held = dict(parts.values)

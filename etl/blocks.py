@@ -19,7 +19,7 @@ from etl import watermark
 from etl.db import execute, fetch_one
 from etl.errors import PhaseError
 from etl.plan import Plan
-from etl.recipe import LongRows
+from etl.recipe import LongRows, LongValue
 from etl.render import Statement
 
 #: A block (one GROUP_CONCAT value) aims at this size: big enough that per-query costs vanish, small
@@ -229,6 +229,8 @@ def read_batches(
     between: Callable[[], Any] | None = None,
     start_after: tuple | None = None,
     target_seconds: float | None = None,
+    long_values: tuple[LongValue, ...] = (),
+    limit: int | None = None,
 ) -> Iterator[Batch]:
     """The rows of a plan in batches of at most plan.batch_size, each its own short query starting strictly
     after the last row of the previous (keyset paging in plan order); with `target_seconds`, a batch starts
@@ -236,7 +238,13 @@ def read_batches(
 
     batch(after_key) -> the SELECT whose columns are plan.lead (typed here by plan.lead_kinds), then every
     column of the table (binds: `params`, batch_size, and the keyset k<i>). `between`: called after each
-    batch's query."""
+    batch's query. `long_values`: the batch holds these back in a row longer than `long_row` (a last column
+    flags it), read here in parts below `limit` (the server's max_allowed_packet: :func:`read_long_values`)."""
+    if long_values:
+        limit = limit or LONG_ROW_BYTES * 4
+        params = dict(params, long_row=min(LONG_ROW_BYTES, limit // 4))
+        columns = [c.name for c in plan.columns]
+        key_at = tuple(columns.index(k) for k in plan.key)
     order_len, lead_kinds = len(plan.order), plan.lead_kinds
     lead_len = len(lead_kinds)
     lead_index = {name: i for i, name in enumerate(plan.lead)}
@@ -250,6 +258,9 @@ def read_batches(
         with conn.cursor() as cur:
             execute(cur, batch(after is not None), batch_params)
             raw = cur.fetchall()
+        if long_values:
+            raw = [r[:-1] if not int(r[-1]) else r[:lead_len] + read_long_values(
+                       conn, r[lead_len:-1], key_at, long_values, limit) for r in raw]
         took = time.monotonic() - started
         if between is not None:
             between()
@@ -266,6 +277,34 @@ def read_batches(
         after = rows[-1][:order_len]
         if target_seconds is not None:
             n = resize(n, took, target_seconds, most=plan.batch_size)
+
+
+def read_long_values(conn: Any, row: tuple, key_at: tuple[int, ...], long_values: tuple[LongValue, ...],
+                     limit: int) -> tuple:
+    """A batch row with its long values filled in, each read in parts far below `limit` (the server's
+    max_allowed_packet), as the bytes of its column (its own character set, which the replica's column
+    shares). A part shorter than asked is the value's last."""
+    part_bytes = max(1, min(PART_BYTES, limit // 2))
+    key = {f"r{j}": row[i] for j, i in enumerate(key_at)}
+    out = list(row)
+    for value in long_values:
+        if out[value.position] is None:
+            continue
+        unit = part_bytes if value.kind.endswith("binary") else max(1, part_bytes // 4)  # characters: <= 4 bytes
+        parts: list[bytes] = []
+        start = 1
+        while True:
+            got = fetch_one(conn, value.part.get(), dict(key, part_start=start, part_length=unit))
+            if got is None or got[0] is None:
+                raise PhaseError(f"the long value at column {value.position + 1} of the row with key "
+                                 f"{tuple(key.values())} vanished while it was read in parts (the next run reads it again)")
+            part = got[0].encode() if isinstance(got[0], str) else bytes(got[0])
+            parts.append(part)
+            if len(part) < unit:
+                break
+            start += unit
+        out[value.position] = b"".join(parts)
+    return tuple(out)
 
 
 _DONE = object()

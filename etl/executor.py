@@ -16,7 +16,7 @@ import time
 from typing import Any, Iterator, Mapping
 
 from etl import progress, stop, tracking, watermark
-from etl.blocks import FIRST_BLOCK_ROWS, Batch, Block, prefetch, read_batches, read_blocks, resize
+from etl.blocks import FIRST_BLOCK_ROWS, PART_BYTES, Batch, Block, prefetch, read_batches, read_blocks, resize
 from etl.db import execute, fetch_all, fetch_one
 from etl.errors import PhaseError
 from etl.faults import crash_point, drop_point
@@ -100,12 +100,17 @@ class Executor:
         elif isinstance(step, Chunked):
             self.chunked(step)
         elif isinstance(step, ExecRows):
+            rows, long = block.values, []
             if step.packet is not None:
-                self.fits_packet(step, block)
+                rows, long = self.fits_packet(step, block)
             sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
             with self.conns[step.on].cursor() as cur:
-                cur.executemany(sql, [dict(zip(step.names, row)) for row in block.values])
-                self._count(step.counts, max(cur.rowcount, 0))
+                if rows:
+                    cur.executemany(sql, [dict(zip(step.names, row)) for row in rows])
+                    self._count(step.counts, max(cur.rowcount, 0))
+                for row in long:
+                    self.write_in_parts(step, cur, sql, row)
+                    self._count(step.counts, 1)
         elif isinstance(step, Observe):
             value = fetch_one(self.conns[step.on], step.statement, self._resolve(step.params, extra))[0]
             self.outcome.observe(step.column, watermark.typed(value, step.kind))
@@ -136,21 +141,54 @@ class Executor:
         else:
             raise TypeError(f"unknown step {step!r}")
 
-    def fits_packet(self, step: ExecRows, batch: Batch) -> None:
-        """A row whose values are longer than the server's max_allowed_packet cannot be written with bound
-        values (the server just closes the connection): fail the table naming the row and the setting."""
-        longest = max(batch.values, key=_row_bytes, default=())
-        size = _row_bytes(longest)
-        if size < 1 << 20:
-            return
+    def fits_packet(self, step: ExecRows, batch: Batch) -> tuple[list[tuple], list[tuple]]:
+        """The batch's rows that fit in one statement, and those too long for one (the server would just
+        close the connection): written in parts (:meth:`write_in_parts`), or without a way to, the table
+        fails naming the row and the setting. Short batches never ask the server."""
+        if max(map(_row_bytes, batch.values), default=0) < 1 << 20:
+            return batch.values, []
         if self.packet is None:
             self.packet = int(_text(fetch_one(self.conns[step.on], step.packet)[0]))
-        if size + (size >> 4) + (64 << 10) > self.packet:  # escaping and the statement around the values
-            key = {c: longest[i] for i, c in enumerate(c.name for c in self.plan.columns) if c in self.plan.key}
+        fits, long = [], []
+        for row in batch.values:
+            size = _row_bytes(row)
+            # With parts, well below the limit: the server refused a 17 MiB row of text and binary (its
+            # binary escaped) at 32 MiB. Without, escaping and the statement around the values.
+            over = size * 4 > self.packet if step.parts is not None else size + (size >> 4) + (64 << 10) > self.packet
+            (long if over else fits).append(row)
+        if long and step.parts is None:
+            size = _row_bytes(long[0])
+            key = {c: long[0][i] for i, c in enumerate(c.name for c in self.plan.columns) if c in self.plan.key}
             raise PhaseError(f"{self.plan.table}: the row {key} holds {size:,} bytes, more than the {step.on}'s "
                              f"max_allowed_packet ({self.packet:,}) allows in one statement; raise max_allowed_packet "
                              f"on the {step.on}, or turn local_infile on there (that path loads long values without "
                              f"this limit)")
+        return fits, long
+
+    def write_in_parts(self, step: ExecRows, cur: Any, sql: str, row: tuple) -> None:
+        """A row longer than a quarter of the server's max_allowed_packet, in the batch's transaction: the
+        statement with its long values empty (NULL stays NULL), then each value appended in parts of at most
+        an eighth of the limit and 4 MiB (escaping may double a part). A single value longer than the limit
+        fails the table naming it before anything of the row is written: the server builds no value longer
+        than max_allowed_packet from a statement (CONCAT and GROUP_CONCAT stop there); LOAD DATA does."""
+        parts = step.parts
+        budget = max(1, min(PART_BYTES // 2, self.packet // 8))
+        held = dict(parts.values)
+        columns = [c.name for c in self.plan.columns]
+        for position in held:
+            size = _row_bytes((row[position],))
+            if size > self.packet:
+                key = {columns[i]: row[i] for i in parts.key}
+                raise PhaseError(f"{self.plan.table}: the value of {columns[position]} in the row {key} holds "
+                                 f"{size:,} bytes, more than the {step.on}'s max_allowed_packet ({self.packet:,}); "
+                                 f"MySQL builds no longer value from a statement: raise max_allowed_packet on the "
+                                 f"{step.on} above it, or turn local_infile on there (LOAD DATA has no such limit)")
+        cur.execute(sql, dict(zip(step.names, (v[:0] if i in held and v is not None else v
+                                               for i, v in enumerate(row)))))
+        key = {f"r{j}": row[i] for j, i in enumerate(parts.key)}
+        for position, append in parts.values:
+            for part in _parts(row[position], budget):
+                execute(cur, append.get(), dict(key, part=part))
 
     def note(self, text: str, level: str | None = None) -> None:
         self.outcome.notes.append(text)
@@ -215,8 +253,10 @@ class Executor:
                 start_after=read.start_after, target_seconds=read.seconds, long_rows=read.long_rows))
             owned = None
         else:
+            limit = int(_text(fetch_one(conn, read.packet)[0])) if read.packet is not None else None
             chunks = read_batches(conn, plan, read.batch.get, params, between=conn.commit if read.fresh_reads else None,
-                                  start_after=read.start_after, target_seconds=read.seconds)
+                                  start_after=read.start_after, target_seconds=read.seconds,
+                                  long_values=read.long_values, limit=limit)
             owned = conn
         adjusted_before = self.outcome.values_adjusted
         try:
@@ -364,6 +404,27 @@ def _row_bytes(row: tuple) -> int:
     """The bytes a row's text and binary values take on the wire (text as utf8mb4)."""
     return sum((len(v) if v.isascii() else len(v.encode())) if isinstance(v, str) else len(v)
                for v in row if isinstance(v, (str, bytes, bytearray)))
+
+
+def _parts(value: Any, budget: int) -> Iterator[Any]:
+    """A long value in pieces of at most `budget` bytes, each cut on a character boundary: text by
+    characters (at most 4 bytes each in utf8mb4), bytes before a UTF-8 continuation byte (a column's own
+    bytes: any cut of a single-byte character set is one too)."""
+    if not value:
+        return
+    if isinstance(value, str):
+        step = budget if value.isascii() else max(1, budget // 4)
+        for start in range(0, len(value), step):
+            yield value[start:start + step]
+        return
+    start = 0
+    while start < len(value):
+        end = min(start + budget, len(value))
+        back = 0
+        while end < len(value) and back < 3 and end - 1 > start and 0x80 <= value[end] < 0xC0:
+            end, back = end - 1, back + 1
+        yield value[start:end]
+        start = end
 
 
 def _text(value: Any) -> str:

@@ -75,6 +75,7 @@ CHUNK_LABELS = {(False, True): "first chunk", (True, True): "next chunk",
                 (False, False): "only chunk", (True, False): "last chunk"}
 LONG_ROW_LABELS = {(): "long row alone"}
 LONG_PART_LABELS = {(): "long value part"}
+APPEND_LABELS = {(): "long value part appended"}
 
 
 # ---------------------------------------------------------------- steps
@@ -124,7 +125,17 @@ class ExecRows(Step):
     statement: Statement
     names: tuple[str, ...]
     counts: tuple[str, ...] = ()
-    packet: Statement | None = None    # asks the server's max_allowed_packet: a longer row fails by name
+    packet: Statement | None = None    # asks the server's max_allowed_packet: a longer row is written in parts
+    parts: "RowParts | None" = None    # how (without it a longer row fails by name)
+
+
+@dataclass(frozen=True)
+class RowParts:
+    """How a row longer than the server's max_allowed_packet is written (etl/executor.py write_in_parts):
+    the statement with its long values empty, then each long value appended in parts far below the limit."""
+
+    key: tuple[int, ...]                    # the key columns' positions in a row
+    values: tuple[tuple[int, Variants], ...]  # per long column its position and append (binds part, the key r<i>)
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,10 @@ class BatchRead:
     start_after: tuple | None = None
     fresh_reads: bool = True                # commit the reading connection after each batch
     seconds: float | None = None            # a batch's query aims at this duration (the source's)
+    #: Long values the batch holds back (its last column flags the row, bind long_row), each read in parts
+    #: (etl/blocks.py read_long_values); `packet` asks the reading server's max_allowed_packet.
+    long_values: tuple["LongValue", ...] = ()
+    packet: Statement | None = None
 
 
 @dataclass(frozen=True)
@@ -363,7 +378,10 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
     if isinstance(step, Exec) and step.warnings is not None:
         return [("", step.statement), ("warnings", step.warnings)]
     if isinstance(step, ExecRows) and step.packet is not None:
-        return [("", step.statement), ("a long row's limit", step.packet)]
+        out = [("", step.statement), ("a long row's limit", step.packet)]
+        for _, append in (step.parts.values if step.parts is not None else ()):
+            out += append.all()
+        return out
     if isinstance(step, (Exec, ExecRows, Observe)):
         return [("", step.statement)]
     if isinstance(step, When):
@@ -382,6 +400,10 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
                     out += value.part.all()
         else:
             out += read.batch.all()
+            if read.packet is not None:
+                out.append(("a long row's limit", read.packet))
+            for value in read.long_values:
+                out += value.part.all()
         if isinstance(step.sink, CopyStream):
             out.append(("sink", step.sink.statement))
         return out

@@ -297,8 +297,49 @@ def stop_cancels() -> dict[str, Any]:
     return {"killer": killer, "watcher": watcher, "polled": polled}
 
 
+def row_in_parts(replica_packet: int = 8 << 20) -> dict[str, Any]:
+    """The row-by-row copy of a row longer than the source's max_allowed_packet (4 MiB) and a quarter of the
+    replica's: its batch holds the long value back, the source gives it in parts, the replica takes the row
+    with it empty, then the parts appended. `patient` with its second column made a longtext."""
+    from dataclasses import replace
+
+    from etl import executor
+    from etl.phases.facts import POPULATED
+
+    plan = sc.plan_for(sc.demo_config()["patient"], "copy", "primary")
+    columns = list(plan.columns)
+    at = [c.name for c in columns].index(plan.key[0]) + 1
+    columns[at] = replace(columns[at], data_type="longtext", column_type="longtext")
+    plan = replace(plan, columns=tuple(columns))
+    recipe = copy.recipe(plan, copy.decide(plan, copy.Facts(False, POPULATED, local_infile=False)),
+                         copy.Place(sc.SOURCE_DB, "opendental_replication"), tracking.for_phase(SETTINGS, "copy"))
+    value = ("é" * 1000 + "ab\n\t" * 100) * 3000  # 6.5 MB of utf8mb4, cut on character boundaries
+    data = value.encode()
+    row = [None] * len(columns)
+    row[at - 1], row[at] = "7", ""
+    lead = tuple("7" if kind == "integer" else "2025-06-01 10:00:00" for kind in plan.lead_kinds)
+    batches = [[lead + tuple(row) + ("1",)], []]
+
+    def source_answer(sql: str):
+        if "max_allowed_packet" in sql:
+            return [("4194304",)]
+        if "SUBSTRING" in sql:
+            params = source.executed[-1][1]
+            start = params["part_start"] - 1
+            return [(value[start:start + params["part_length"]].encode(),)]
+        if "LIMIT" in sql:
+            return batches.pop(0) if batches else []
+        return []
+
+    source = FakeConn(source_answer)
+    replica = FakeConn(lambda sql: [(str(replica_packet),)] if "max_allowed_packet" in sql else [])
+    outcome = tracking.Outcome(plan=plan, run_id="r", started_at=dt.datetime(2025, 1, 1))
+    executor.run(recipe, {"source": source, "replica": replica}, outcome)
+    return {"source": source, "replica": replica, "data": data, "at": at, "outcome": outcome}
+
+
 DRIVERS: tuple[Callable[[], dict[str, Any]], ...] = (
     reflection, json_reflection, horizon, resume_and_target, locks_and_sessions, connections_and_ddl, tracking_stores,
-    transform_window, verify_sides, staging_keys, discover_source, history_and_status, stop_cancels,
+    transform_window, verify_sides, staging_keys, discover_source, history_and_status, stop_cancels, row_in_parts,
 )
 

@@ -217,6 +217,13 @@ class ReplicaColumn(Column):
         return "plain" if self.data_type in _PLAIN_TEXT else "raw"
 
     @property
+    def in_parts(self) -> bool:
+        """A value that may be longer than max_allowed_packet (medium and long text and blobs): the row-by-row
+        copy reads and writes it in parts in a long row. Not JSON: a CHECK (json_valid) or MySQL's JSON type
+        refuses the partial value."""
+        return self.data_type in ("mediumtext", "longtext", "mediumblob", "longblob")
+
+    @property
     def ddl_type(self) -> str:
         """The declared type, checked to be of a plain shape before it is repeated in replica DDL."""
         if not _DDL_TYPE.match(self.column_type):

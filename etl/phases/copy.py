@@ -34,7 +34,8 @@ from etl.phases import deletes, facts
 from etl.plan import Bound, Plan, make_plan
 from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, CHUNK_LABELS, LONG_PART_LABELS,
                         LONG_ROW_LABELS, BatchRead, BlockRead, Checkpoint, Chunked, Commit, Example, Exec, ExecRows,
-                        LongRows, LongValue, Note, Observe, PerBlock, Recipe, Step, Track, Transfer, Variants)
+                        APPEND_LABELS, LongRows, LongValue, Note, Observe, PerBlock, Recipe, RowParts, Step, Track,
+                        Transfer, Variants)
 from etl.render import Ident
 from etl.schema import BINARY_TYPES, Column
 from etl.settings import Settings
@@ -284,14 +285,29 @@ def _long_rows(plan: Plan, source_db: Ident) -> LongRows | None:
 
 def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Ident, target: Ident,
           columns: tuple, update_columns: tuple, seconds: float) -> Transfer:
-    """The row-by-row path: keyset batches read by PyMySQL, written with executemany."""
+    """The row-by-row path: keyset batches read by PyMySQL, written with executemany. A long row (medium and long
+    text and blob values over a bound length) comes in its batch with those values empty and each is read in parts
+    (etl/blocks.py read_long_values); a row longer than the replica's max_allowed_packet is written with its
+    long values empty, then each appended in parts (etl/executor.py write_in_parts): no statement on either
+    side is longer than a part, whatever the value's length."""
     names = tuple(f"v{i}" for i in range(len(columns)))
     upsert = mysql.render("copy_upsert", table=target, columns=columns, update_columns=update_columns)
+    raws = [(i, c) for i, c in enumerate(plan.columns) if c.in_parts]
+    long_values = tuple(
+        LongValue(i, "raw binary" if c.data_type in BINARY_TYPES else "raw text",
+                  Variants(partial(mysql.render, "copy_value_part", plan=plan, column=c, database=source_db), (),
+                           LONG_PART_LABELS))
+        for i, c in raws)
+    parts = RowParts(
+        key=tuple(columns.index(k) for k in plan.key),
+        values=tuple((i, Variants(partial(mysql.render, "copy_value_append", table=target, column=c.name,
+                                          key=plan.key), (), APPEND_LABELS)) for i, c in raws)) if raws else None
     read = BatchRead(on="source", batch=Variants(
         lambda **f: mysql.render("copy_select_rows", plan=plan, database=source_db, **f), ("after_key",), BATCH_LABELS),
-        params=plan.window_params(), start_after=situation.resume_after, seconds=seconds)
+        params=plan.window_params(), start_after=situation.resume_after, seconds=seconds, long_values=long_values,
+        packet=mysql.render("max_allowed_packet") if raws else None)
     per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",),
-                          packet=mysql.render("max_allowed_packet")),
+                          packet=mysql.render("max_allowed_packet"), parts=parts),
                  *_block_end(plan, situation, store))
     return Transfer("row by row", read, PerBlock(per_batch), label=f"copy {plan.table}")
 

@@ -127,8 +127,10 @@ def test_big_values_arrive_byte_for_byte(settings, path, monkeypatch):
     expected = ([(1, "doc 1", _digest("small"), _digest(b"\x00\x01")), (2, "doc 2", None, None)] + expected
                 + [(9, "doc 9", _digest(""), _digest(b""))])
     # The block paths and the load run at the server's own setting (16 MiB by default: below the 20 MiB
-    # values); the row-by-row copy writes whole rows (20 MiB of text and of blob), so it needs more.
-    with max_allowed_packet(64 * MIB if path == "row-by-row" else 0):
+    # values). The row-by-row copy writes with statements, and the server builds no value longer than its
+    # max_allowed_packet from a statement: 32 MiB holds each value, not the 40 MiB row (read and written in
+    # parts).
+    with max_allowed_packet(32 * MIB if path == "row-by-row" else 0):
         p.run(settings=_settings(p, path, monkeypatch))
     assert source_rows(p) == expected
     assert source_rows(p, "replica") == expected
@@ -138,8 +140,9 @@ def test_big_values_arrive_byte_for_byte(settings, path, monkeypatch):
 @pytest.mark.parametrize("path", PATHS)
 def test_a_value_longer_than_max_allowed_packet_arrives_or_fails_naming_the_setting(settings, path, monkeypatch):
     """A value written while the server allowed it, read after max_allowed_packet was lowered below it: the
-    block paths and the load read it in parts; the row-by-row copy, which moves whole rows, fails the table
-    with a message naming the setting (never a NULL), and moves the row once the setting is raised."""
+    block paths and the load read it in parts; the row-by-row copy, which writes with statements (the server
+    builds no longer value from one), fails the table with a message naming the value and the setting (never
+    a NULL), and moves the row once the setting is raised."""
     p = Pipeline(settings, {"document": CONFIG})
     p.source(DDL)
     limit = server_packet()
@@ -153,12 +156,40 @@ def test_a_value_longer_than_max_allowed_packet_arrives_or_fails_naming_the_sett
     if path == "row-by-row":
         results = run_phases(run_settings, load_config(run_settings.tables_path), ["copy", "load"])
         copy = next(r for r in results if r.phase == "copy")
-        assert not copy.ok and "max_allowed_packet" in copy.error and "raise max_allowed_packet" in copy.error
-        assert p.replica("SELECT COUNT(*) FROM document WHERE RawBase64 IS NULL") == ((0,),)
+        assert not copy.ok and "the value of RawBase64 in the row {'DocNum': '1'}" in copy.error
+        assert "raise max_allowed_packet on the replica" in copy.error
+        assert p.replica("SELECT COUNT(*) FROM document") == ((0,),)
         with max_allowed_packet(size * 3):
             p.run(settings=run_settings)
     else:
         p.run(settings=run_settings)
     assert raw_rows(p) == expected
     with max_allowed_packet(size * 3):
+        assert source_rows(p, "replica") == expected
+
+
+def test_the_row_by_row_copy_moves_a_row_longer_than_max_allowed_packet_in_parts(settings, monkeypatch):
+    """Separate servers without LOAD DATA LOCAL: a row of two values, each below max_allowed_packet, the row
+    well above it (both servers' setting, lowered after the row was written), is read with its long values
+    held back and in parts, written empty and then appended in parts: exit 0, byte for byte in the replica
+    and in raw; an unrelated later edit of the table arrives on the next run."""
+    p = Pipeline(settings, {"document": CONFIG})
+    p.source(DDL)
+    limit = server_packet()
+    text, data = mime_text(limit * 7 // 10, 1), blob(limit * 7 // 10, 2)
+    with max_allowed_packet(limit * 3):
+        insert(p, 1, text, data)
+    insert(p, 2, "after", b"x", stamp="2024-05-02 00:00:00")
+    run_settings = _settings(p, "row-by-row", monkeypatch)
+    expected = [(1, "doc 1", _digest(text), _digest(data)), (2, "doc 2", _digest("after"), _digest(b"x"))]
+    p.run(settings=run_settings)
+    assert raw_rows(p) == expected
+    with max_allowed_packet(limit * 3):
+        assert source_rows(p) == expected
+        assert source_rows(p, "replica") == expected
+    p.source("UPDATE document SET Description = 'edited', DateTStamp = '2024-05-03 00:00:00' WHERE DocNum = 2")
+    p.run(settings=run_settings)
+    expected[1] = (2, "edited", _digest("after"), _digest(b"x"))
+    assert raw_rows(p) == expected
+    with max_allowed_packet(limit * 3):
         assert source_rows(p, "replica") == expected

@@ -288,9 +288,42 @@ def test_a_block_whose_load_cut_a_value_fails_before_it_commits() -> None:
     assert replica.commits == 0 and not any(s.startswith("INSERT") for s in replica.sql)
 
 
+def test_the_row_by_row_copy_moves_a_row_longer_than_both_servers_packet_in_parts() -> None:
+    """The batch holds the long value back (bound long_row), the source gives it in parts, the replica takes
+    the row with it empty and then each part appended by key: every statement far below max_allowed_packet,
+    the parts joined are the value, byte for byte, in the batch's transaction."""
+    from tests import call_sites
+
+    found = call_sites.row_in_parts()
+    source, replica, data = found["source"], found["replica"], found["data"]
+    batch = next(p for sql, p in source.executed if "LIMIT" in sql)
+    assert batch["long_row"] == 1 << 20                             # a quarter of the source's 4 MiB
+    parts = [p for sql, p in source.executed if "SUBSTRING" in sql]
+    assert len(parts) == 9 and all(p["r0"] == "7" for p in parts)   # 512 Ki characters each, the last one short
+    writes = [(sql.split()[0], p) for sql, p in replica.executed if sql.split()[0] in ("INSERT", "UPDATE")][:8]
+    assert writes[0][0] == "INSERT" and writes[0][1]["v1"] == b""
+    appended = [p["part"] for kind, p in writes[1:]]
+    assert all(kind == "UPDATE" for kind, _ in writes[1:]) and all(len(part) <= 1 << 20 for part in appended)
+    assert b"".join(appended) == data
+    assert all(part.decode() for part in appended)                  # each cut on a character boundary
+    assert replica.commits == 2 and found["outcome"].rows_written == 1
+
+
+def test_the_row_by_row_copy_names_a_value_longer_than_the_replicas_packet() -> None:
+    """The server builds no value longer than its max_allowed_packet from a statement (CONCAT stops there):
+    such a value fails the table naming it and the setting, before anything of its row is written."""
+    from etl.errors import PhaseError
+    from tests import call_sites
+
+    with pytest.raises(PhaseError, match=r"^patient: the value of LName in the row \{'PatNum': '7'\} holds "
+                                         r"7,200,000 bytes, more than the replica's max_allowed_packet \(4,194,304\)"):
+        call_sites.row_in_parts(replica_packet=4 << 20)
+
+
 def test_the_row_by_row_copy_refuses_a_row_longer_than_the_replicas_packet_by_key_and_setting() -> None:
-    """The server would just close the connection on a statement longer than max_allowed_packet; the row is
-    named before it is sent. Short batches never ask."""
+    """A row longer than max_allowed_packet with no value that moves in parts (medium and long text and
+    blobs do): the server would just close the connection on it; the row is named before it is sent.
+    Short batches never ask."""
     from etl.blocks import Batch
     from etl.errors import PhaseError
     from etl.recipe import ExecRows

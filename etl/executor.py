@@ -222,8 +222,9 @@ class Executor:
         conn = self.conns[step.on]
         params = self._resolve(step.params)
         after, keys = None, FIRST_BLOCK_ROWS
-        with _progress(step.progress), conn.cursor() as cur:
+        with _progress(step.progress, conn), conn.cursor() as cur, stop.cancel_on_stop(_canceller(conn)):
             while True:
+                stop.check(f"{self.plan.phase} {self.plan.table}")  # a safe point: between two chunks
                 keyset = {} if after is None else {f"k{i}": v for i, v in enumerate(after)}
                 started = time.monotonic()
                 found = fetch_one(conn, step.boundary.get(after is not None), dict(keyset, offset=keys - 1))

@@ -3,7 +3,7 @@
 Two stores, one per database the pipeline tracks in:
 
 * the replica (MySQL): ``etl_copy_status``, ``etl_copy_column_status``, ``etl_run_history`` (copy, and the
-  replica half of reconcile);
+  replica half of reconcile), and ``etl_copy_rejects`` (rows the copy could not move, retried every run);
 * the analytics database (schema raw): ``etl_load_status``, ``etl_load_column_status``,
   ``etl_transform_status``, ``etl_run_history`` (load, transform, the raw half of reconcile), and
   ``etl_deleted_keys`` (what the load and reconcile deleted from raw, for the dbt models).
@@ -18,6 +18,7 @@ recipe's checkpoint and tracking steps, transform, reconcile, init-tracking) goe
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Iterable
@@ -130,6 +131,15 @@ class Store:
     def feed_statements(self, phase: str) -> tuple[Statement, Statement]:
         """Reading and saving the deletedobject feed's watermark (a row of the column-status table)."""
         return self.statement(f"{phase}_column_status_select"), self.statement(f"{phase}_column_status_upsert")
+
+    # ------------------------------------------------------------ rows the copy could not move
+
+    def rejects(self, table: str) -> "Rejects | None":
+        """The rejected rows of one table (etl_copy_rejects); None where no phase rejects rows (analytics)."""
+        if self.side != "replica":
+            return None
+        return Rejects(table, self.statement("copy_rejects_select"), self.statement("copy_rejects_upsert"),
+                       self.statement("copy_rejects_delete"))
 
     # ------------------------------------------------------------ deletes, for the models built on raw
 
@@ -386,3 +396,42 @@ class Writer:
                 if self.store.dialect.ASSIGNS_HISTORY_IDS:
                     params["id"] = outcome.history_id
                 execute(cur, self.history, params)
+
+
+def key_text(values: tuple) -> str:
+    """A row's primary-key values as etl_copy_rejects keeps them: a JSON array of their text (the copy's
+    reads give text, the key binds take it back as it is)."""
+    return json.dumps([v.decode() if isinstance(v, (bytes, bytearray)) else v for v in values], default=str)
+
+
+@dataclass(frozen=True)
+class Rejects:
+    """The rows of one table the copy could not move (a value longer than the replica builds from a
+    statement): recorded in the transaction of the batch that skipped them, so the watermark goes past
+    them and the rest of the table flows; read again by key at the start of every copy run of the table
+    and forgotten in the transaction that wrote them."""
+
+    table: str
+    select: Statement
+    upsert: Statement
+    delete: Statement
+
+    def rows(self, conn: Any) -> list[tuple]:
+        """(key values, column, size in bytes, setting, error, first seen, last tried) per rejected row."""
+        return [(tuple(json.loads(r[0])),) + tuple(r[1:])
+                for r in fetch_all(conn, self.select, {"table_name": self.table})]
+
+    def record(self, cur: Any, key: tuple, column: str, size: int, setting: str, error: str) -> None:
+        execute(cur, self.upsert, {"table_name": self.table, "key_value": key_text(key), "column_name": column,
+                                   "size_bytes": size, "setting": setting, "error": error[:ERROR_LIMIT],
+                                   "tried": utc_now()})
+
+    def forget(self, cur: Any, key: tuple) -> None:
+        execute(cur, self.delete, {"table_name": self.table, "key_value": key_text(key)})
+
+
+def describe_reject(table: str, row: tuple) -> str:
+    """One line naming a rejected row: table, key, column, size and the setting to raise."""
+    key, column, size, setting = row[:4]
+    return (f"copy {table}: the row with key {list(key)} was not copied: its value of {column} holds {int(size):,} "
+            f"bytes; raise {setting} above it (retried on every run)")

@@ -141,6 +141,13 @@ class Store:
         return Rejects(table, self.statement("copy_rejects_select"), self.statement("copy_rejects_upsert"),
                        self.statement("copy_rejects_delete"))
 
+    def all_rejects(self, conn: Any) -> dict[str, list[tuple]]:
+        """table -> its rejected rows as Rejects.rows gives them (without the error and times)."""
+        out: dict[str, list[tuple]] = {}
+        for table, key, *rest in fetch_all(conn, self.statement("copy_rejects_all")):
+            out.setdefault(_str(table), []).append((tuple(json.loads(_str(key))), *map(_str, rest)))
+        return out
+
     # ------------------------------------------------------------ deletes, for the models built on raw
 
     def deletes_statement(self) -> Statement | None:
@@ -321,6 +328,7 @@ class Outcome:
     new_values: dict[str, Any] = field(default_factory=dict)   # column -> new watermark (typed)
     notes: list[str] = field(default_factory=list)
     history_id: int | None = None
+    rejected: list[str] = field(default_factory=list)          # copy: a line per row still rejected after it
 
     def watermark_after(self, column: str) -> Any:
         """The new watermark of a column: the largest admissible value read, or the old one."""
@@ -418,7 +426,7 @@ class Rejects:
 
     def rows(self, conn: Any) -> list[tuple]:
         """(key values, column, size in bytes, setting, error, first seen, last tried) per rejected row."""
-        return [(tuple(json.loads(r[0])),) + tuple(r[1:])
+        return [(tuple(json.loads(_str(r[0]))),) + tuple(map(_str, r[1:]))
                 for r in fetch_all(conn, self.select, {"table_name": self.table})]
 
     def record(self, cur: Any, key: tuple, column: str, size: int, setting: str, error: str) -> None:
@@ -435,3 +443,8 @@ def describe_reject(table: str, row: tuple) -> str:
     key, column, size, setting = row[:4]
     return (f"copy {table}: the row with key {list(key)} was not copied: its value of {column} holds {int(size):,} "
             f"bytes; raise {setting} above it (retried on every run)")
+
+
+def _str(value: Any) -> Any:
+    """Text a raw-text connection hands back as bytes."""
+    return value.decode() if isinstance(value, (bytes, bytearray)) else value

@@ -446,12 +446,17 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
         except Exception as exc:  # before any data moves: recorded all the same
             _record_unplanned(tracking.for_phase(settings, "copy"), replica, config, run_id, started, exc)
             raise
+        store = tracking.for_phase(settings, "copy")
         try:
-            return executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
-                                      store=tracking.for_phase(settings, "copy"), tracked_on="replica")
+            outcome = executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
+                                         store=store, tracked_on="replica")
         except BaseException:
             _drop_shadow(replica, planned)
             raise
+        # The rows still rejected after the run (the table's other rows moved): the run exits 1 naming them.
+        outcome.rejected = [tracking.describe_reject(config.name, row) for row in store.rejects(config.name).rows(replica)]
+        replica.commit()
+        return outcome
     finally:
         source.close()
         replica.close()

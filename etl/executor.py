@@ -153,7 +153,7 @@ class Executor:
 
     def retry(self, step: Retry) -> None:
         """The table's rejected rows, each read again by its key alone and written like a batch row: moved,
-        its entry goes in the same transaction; still too long, recorded again (write_in_parts); gone at the
+        its entry is marked so in the same transaction (the load reloads the table, then forgets it); still too long, recorded again (write_in_parts); gone at the
         source, forgotten (deletes are the deletion log's and reconcile's). One short read per row."""
         write_conn, read = self.conns[step.write.on], self.conns[step.read_on]
         rejected = step.rejects.rows(write_conn)
@@ -178,7 +178,7 @@ class Executor:
                 continue
             if self.write_rows(step.write, Batch(rows=1, maxima=(), values=[tuple(got)])):
                 with write_conn.cursor() as cur:
-                    step.rejects.forget(cur, key)
+                    step.rejects.mark_moved(cur, key)  # until the load took it (its watermark is past it)
                 moved += 1
             write_conn.commit()
         write_conn.commit()

@@ -145,7 +145,7 @@ class RowParts:
 @dataclass(frozen=True)
 class Retry(Step):
     """First in a copy run: the table's rejected rows (etl/tracking.py Rejects), each read again by its key
-    alone on `read_on` and written by `write`; a row that moved is forgotten, one that still does not fit
+    alone on `read_on` and written by `write`; a row that moved is marked so, one that still does not fit
     is recorded again (its last try), one gone at the source is forgotten. Commits the writing side."""
 
     read_on: str
@@ -409,7 +409,7 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
         out = [("rejected rows", step.rejects.select)] + step.row.all() + [("a long row's limit", step.packet)]
         for value in step.long_values:
             out += value.part.all()
-        return out + _statements(step.write) + [("moved or gone", step.rejects.delete)]
+        return out + _statements(step.write) + [("moved", step.rejects.moved), ("gone", step.rejects.delete)]
     if isinstance(step, (Exec, ExecRows, Observe)):
         return [("", step.statement)]
     if isinstance(step, When):

@@ -139,7 +139,8 @@ class Store:
         if self.side != "replica":
             return None
         return Rejects(table, self.statement("copy_rejects_select"), self.statement("copy_rejects_upsert"),
-                       self.statement("copy_rejects_delete"))
+                       self.statement("copy_rejects_delete"), self.statement("copy_rejects_moved"),
+                       self.statement("copy_rejects_moved_select"), self.statement("copy_rejects_loaded"))
 
     def all_rejects(self, conn: Any) -> dict[str, list[tuple]]:
         """table -> its rejected rows as Rejects.rows gives them (without the error and times)."""
@@ -417,12 +418,16 @@ class Rejects:
     """The rows of one table the copy could not move (a value longer than the replica builds from a
     statement): recorded in the transaction of the batch that skipped them, so the watermark goes past
     them and the rest of the table flows; read again by key at the start of every copy run of the table
-    and forgotten in the transaction that wrote them."""
+    and marked moved in the transaction that wrote them; the load, whose watermark is past them, reloads
+    the table while any are marked and then forgets them."""
 
     table: str
     select: Statement
     upsert: Statement
     delete: Statement
+    moved: Statement
+    moved_select: Statement
+    loaded: Statement
 
     def rows(self, conn: Any) -> list[tuple]:
         """(key values, column, size in bytes, setting, error, first seen, last tried) per rejected row."""
@@ -435,7 +440,19 @@ class Rejects:
                                    "tried": utc_now()})
 
     def forget(self, cur: Any, key: tuple) -> None:
+        """A rejected row gone at the source."""
         execute(cur, self.delete, {"table_name": self.table, "key_value": key_text(key)})
+
+    def mark_moved(self, cur: Any, key: tuple) -> None:
+        execute(cur, self.moved, {"table_name": self.table, "key_value": key_text(key), "tried": utc_now()})
+
+    def moved_keys(self, conn: Any) -> list[str]:
+        """The moved rows the load has not taken yet (their key text)."""
+        return [_str(r[0]) for r in fetch_all(conn, self.moved_select, {"table_name": self.table})]
+
+    def forget_loaded(self, cur: Any, keys: list[str]) -> None:
+        for key in keys:
+            execute(cur, self.loaded, {"table_name": self.table, "key_value": key})
 
 
 def describe_reject(table: str, row: tuple) -> str:

@@ -84,6 +84,7 @@ sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("first_seen", mysql.DATETIME(fsp=6), nullable=False),
     sa.Column("last_tried", mysql.DATETIME(fsp=6), nullable=False),
+    sa.Column("moved_at", mysql.DATETIME(fsp=6)),
     **TABLE_OPTIONS,
 )
 

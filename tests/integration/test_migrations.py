@@ -52,6 +52,7 @@ MYSQL_TABLES = {
         "table_name": ("varchar(255)", False), "key_value": ("varchar(255)", False),
         "column_name": ("varchar(255)", False), "size_bytes": ("bigint", False), "setting": ("varchar(255)", False),
         "error": ("text", True), "first_seen": ("datetime(6)", False), "last_tried": ("datetime(6)", False),
+        "moved_at": ("datetime(6)", True),
     },
 }
 MYSQL_INDEXES = {

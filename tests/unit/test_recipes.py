@@ -331,9 +331,10 @@ def test_the_row_by_row_copy_rejects_a_value_longer_than_the_replicas_packet() -
     assert any("rejected" in note for note in found["outcome"].notes)
 
 
-def test_a_rejected_row_is_retried_first_and_forgotten_once_it_moves() -> None:
-    """Every copy run first reads each rejected key alone and writes it; a row that moved loses its entry in
-    the transaction that wrote it, a row gone at the source loses it too."""
+def test_a_rejected_row_is_retried_first_and_marked_once_it_moves() -> None:
+    """Every copy run first reads each rejected key alone and writes it; a row that moved is marked so in
+    the transaction that wrote it (the load reloads the table, then forgets it), a row gone at the source
+    loses its entry."""
     from etl.recipe import Retry
     from etl.tracking import Rejects
 
@@ -358,8 +359,9 @@ def test_a_rejected_row_is_retried_first_and_forgotten_once_it_moves() -> None:
     keys = [p["r0"] for s, p in source.executed if "r0" in p]
     assert keys == ["1", "2"]
     written = [p for s, p in replica.executed if "ON DUPLICATE KEY" in s and "etl_copy_rejects" not in s]
+    moved = [p["key_value"] for s, p in replica.executed if s.startswith("UPDATE etl_copy_rejects SET moved_at")]
     forgotten = [p["key_value"] for s, p in replica.executed if s.startswith("DELETE FROM etl_copy_rejects")]
-    assert len(written) == 1 and forgotten == ['["1"]', '["2"]']   # 1 moved, 2 gone at the source
+    assert len(written) == 1 and moved == ['["1"]'] and forgotten == ['["2"]']  # 2 is gone at the source
     assert outcome.rows_written == 1 and replica.commits >= 1
 
 

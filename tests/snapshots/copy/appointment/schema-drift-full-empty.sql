@@ -36,7 +36,9 @@
 -- = shared/mysql/max_allowed_packet.sql
 -- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
 -- = shared/mysql/copy_rejects_upsert.sql
--- mysql/copy_rejects_delete (moved or gone)  (binds: :key_value, :table_name)
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
 -- = shared/mysql/copy_rejects_delete.sql
 
 -- 8. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read

@@ -16,7 +16,9 @@
 -- = shared/mysql/max_allowed_packet.sql
 -- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
 -- = shared/mysql/copy_rejects_upsert.sql
--- mysql/copy_rejects_delete (moved or gone)  (binds: :key_value, :table_name)
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
 -- = shared/mysql/copy_rejects_delete.sql
 
 -- 2. [resume] note: watermark second 2025-05-31 23:59:59.250000 shared by more than 1000 rows: read past key 424242

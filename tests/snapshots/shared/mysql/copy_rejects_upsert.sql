@@ -2,5 +2,5 @@
 INSERT INTO etl_copy_rejects (table_name, key_value, column_name, size_bytes, setting, error, first_seen, last_tried)
 VALUES (:table_name, :key_value, :column_name, :size_bytes, :setting, :error, :tried, :tried)
 ON DUPLICATE KEY UPDATE column_name = VALUES(column_name), size_bytes = VALUES(size_bytes),
-    setting = VALUES(setting), error = VALUES(error), last_tried = VALUES(last_tried)
+    setting = VALUES(setting), error = VALUES(error), last_tried = VALUES(last_tried), moved_at = NULL
 -- binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried

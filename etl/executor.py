@@ -227,9 +227,9 @@ class Executor:
                 message = (f"{self.plan.table}: the value of {columns[position]} in the row {key} holds "
                            f"{size:,} bytes, more than the {step.on}'s max_allowed_packet ({self.packet:,}); "
                            f"MySQL builds no longer value from a statement: raise max_allowed_packet on the "
-                           f"{step.on} above it, or turn local_infile on there (LOAD DATA has no such limit)")
+                           f"{step.on} above it")
                 if step.rejects is None:
-                    raise PhaseError(message)
+                    raise PhaseError(f"{message}, or turn local_infile on there (LOAD DATA has no such limit)")
                 # Recorded in the batch's transaction and skipped: the rest of the table goes on, and
                 # every run tries the row again (Retry) until the setting is raised.
                 step.rejects.record(cur, tuple(row[i] for i in parts.key), columns[position], size,

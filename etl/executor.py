@@ -152,9 +152,10 @@ class Executor:
         return written
 
     def retry(self, step: Retry) -> None:
-        """The table's rejected rows, each read again by its key alone and written like a batch row: moved,
-        its entry is marked so in the same transaction (the load reloads the table, then forgets it); still too long, recorded again (write_in_parts); gone at the
-        source, forgotten (deletes are the deletion log's and reconcile's). One short read per row."""
+        """The table's rejected rows, each read again by its key alone and written like a batch row. Moved:
+        its entry is marked so in the same transaction (the load reloads the table, then forgets it). Still
+        too long: recorded again (write_in_parts). Gone at the source: forgotten (deletes are the deletion
+        log's and reconcile's). One short read per row, each row committed on its own."""
         write_conn, read = self.conns[step.write.on], self.conns[step.read_on]
         rejected = step.rejects.rows(write_conn)
         if not rejected:

@@ -372,7 +372,7 @@ def _title(step: Step) -> str:
         return f"run on the {step.on}: the largest {step.column} read"
     if isinstance(step, Retry):
         return (f"the rejected rows again: each read alone on the {step.read_on}, written on the {step.write.on} "
-                f"once per row, forgotten once moved; commit")
+                f"once per row, marked moved for the load; commit")
     if isinstance(step, Note):
         return f"note: {step.text}"
     if isinstance(step, When):

@@ -345,7 +345,8 @@ def format_verify(report: dict[str, Any]) -> str:
             + (f" (e.g. {', '.join(f'{k} {v[:5]}' for k, v in p['examples'].items() if v)})" if p["missing"] + p["extra"] + p["different"] else "")
             for name, p in r.get("pairs", {}).items() if p["missing"] + p["extra"] + p["different"])
         if r.get("rejected"):
-            detail = "; ".join(x for x in (detail, f"{len(r['rejected'])} rejected by the copy: {r['rejected'][0]}") if x)
+            rejected = f"{len(r['rejected'])} rejected by the copy: {r['rejected'][0]}"
+            detail = "; ".join(x for x in (detail, rejected) if x)
         detail = detail or "-"
         lines.append(f"{r['table']:<16} {r['status']:<8} {rows.get('source', '-'):>10} {rows.get('replica', '-'):>10} "
                      f"{rows.get('raw', '-'):>10}  {detail}")

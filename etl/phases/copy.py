@@ -34,8 +34,8 @@ from etl.phases import deletes, facts
 from etl.plan import Bound, Plan, make_plan
 from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, CHUNK_LABELS, LONG_PART_LABELS,
                         LONG_ROW_LABELS, BatchRead, BlockRead, Checkpoint, Chunked, Commit, Example, Exec, ExecRows,
-                        APPEND_LABELS, KEY_ROW_LABELS, LongRows, LongValue, Note, Observe, PerBlock, Recipe, Retry, RowParts,
-                        Step, Track,
+                        APPEND_LABELS, KEY_ROW_LABELS, LongRows, LongValue, Note, Observe, PerBlock, Recipe, Retry,
+                        RowParts, Step, Track,
                         Transfer, Variants)
 from etl.render import Ident
 from etl.schema import BINARY_TYPES, Column
@@ -326,7 +326,8 @@ def _retry(plan: Plan, store: tracking.Store, source_db: Ident, columns: tuple, 
     table like the row-by-row copy's rows (whichever path the run then takes)."""
     long_values, write = _row_values(plan, store, source_db, plan.table, columns, update_columns, "rejects")
     return Retry("rejects", read_on="source", write=write, long_values=long_values,
-                 row=Variants(lambda: mysql.render("copy_select_key", plan=plan, database=source_db), (), KEY_ROW_LABELS),
+                 row=Variants(lambda: mysql.render("copy_select_key", plan=plan, database=source_db), (),
+                              KEY_ROW_LABELS),
                  packet=mysql.render("max_allowed_packet"), rejects=store.rejects(plan.table))
 
 
@@ -454,7 +455,8 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
             _drop_shadow(replica, planned)
             raise
         # The rows still rejected after the run (the table's other rows moved): the run exits 1 naming them.
-        outcome.rejected = [tracking.describe_reject(config.name, row) for row in store.rejects(config.name).rows(replica)]
+        outcome.rejected = [tracking.describe_reject(config.name, row)
+                            for row in store.rejects(config.name).rows(replica)]
         replica.commit()
         return outcome
     finally:

@@ -236,7 +236,8 @@ def test_a_row_the_replica_cannot_build_is_rejected_retried_and_moves_once_the_s
     assert line in capsys.readouterr().out
     assert main(["load"]) == 0
     (first,) = rejects()
-    assert first[:5] == ("document", '["1"]', "RawBase64", stored, f"max_allowed_packet on the replica ({limit:,} bytes)")
+    assert first[:5] == ("document", '["1"]', "RawBase64", stored,
+                         f"max_allowed_packet on the replica ({limit:,} bytes)")
     assert source_rows(p, "replica") == others
     assert raw_rows(p) == others
     assert [r for r in source_rows(p) if r[0] != 1] == others

@@ -17,7 +17,7 @@
 
 -- 4. [schema drift] note: column 'SecurityHash' retyped to varchar(255) in the replica
 
--- 5. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, forgotten once moved; commit
+-- 5. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
 -- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
 -- = shared/mysql/copy_rejects_select.sql
 -- mysql/copy_select_key (rejected row by its key)  (binds: :r0)

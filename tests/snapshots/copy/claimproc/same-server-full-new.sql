@@ -11,7 +11,7 @@
 -- mysql/create_replica_index  (binds: none)
 -- = statements.sql mysql/create_replica_index.1
 
--- 3. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, forgotten once moved; commit
+-- 3. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
 -- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
 -- = shared/mysql/copy_rejects_select.sql
 -- mysql/copy_select_key (rejected row by its key)  (binds: :r0)

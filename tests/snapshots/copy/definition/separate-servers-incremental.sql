@@ -3,7 +3,7 @@
 --   DefNum >= 500000 and <= 1000000
 -- situation: target populated; into the table; rows blocks; through a stage; a checkpoint per block
 
--- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, forgotten once moved; commit
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
 -- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
 -- = shared/mysql/copy_rejects_select.sql
 -- mysql/copy_select_key (rejected row by its key)  (binds: :r0)

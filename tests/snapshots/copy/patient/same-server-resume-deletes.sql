@@ -3,7 +3,7 @@
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the table; rows server-side; resume past a crowded second; deletedobject feed
 
--- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, forgotten once moved; commit
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
 -- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
 -- = shared/mysql/copy_rejects_select.sql
 -- mysql/copy_select_key (rejected row by its key)  (binds: :r0)

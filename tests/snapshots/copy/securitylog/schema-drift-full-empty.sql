@@ -21,7 +21,7 @@
 
 -- 6. [schema drift] note: column 'DefNum' retyped to bigint(20) in the replica
 
--- 7. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, forgotten once moved; commit
+-- 7. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
 -- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
 -- = shared/mysql/copy_rejects_select.sql
 -- mysql/copy_select_key (rejected row by its key)  (binds: :r0)

@@ -351,5 +351,8 @@ def _dispatch_settings(args: argparse.Namespace, settings: Settings) -> int:
         for r in failed:  # an error that already names its phase and table (a lock skip) says it once
             named = r.error and r.error.startswith(f"{r.phase} {r.table}")
             print(f"  {r.error}" if named else f"  {r.phase} {r.table}: {r.error}", file=out)
-        return 1 if failed else 0
+        rejected = [line for r in results for line in r.rejected]
+        for line in rejected:  # the table's other rows moved; these did not (etl_copy_rejects)
+            print(f"  {line}", file=out)
+        return 1 if failed or rejected else 0
     raise AssertionError(args.command)

@@ -16,13 +16,13 @@ import time
 from typing import Any, Iterator, Mapping
 
 from etl import progress, stop, tracking, watermark
-from etl.blocks import FIRST_BLOCK_ROWS, PART_BYTES, Batch, Block, prefetch, read_batches, read_blocks, resize
+from etl.blocks import (FIRST_BLOCK_ROWS, LONG_ROW_BYTES, PART_BYTES, Batch, Block, prefetch, read_batches, read_blocks,
+                        read_long_values, resize)
 from etl.db import execute, fetch_all, fetch_one
 from etl.errors import PhaseError
 from etl.faults import crash_point, drop_point
-from etl.errors import PhaseError
 from etl.recipe import (LOAD_ID, BatchRead, BlockRead, Checkpoint, Chunked, Commit, CopyStream, DeleteFeed, Exec,
-                        ExecRows, Note, Observe, PerBlock, Recipe, RunValue, Step, Track, Transfer, When)
+                        ExecRows, Note, Observe, PerBlock, Recipe, Retry, RunValue, Step, Track, Transfer, When)
 
 log = logging.getLogger("etl.executor")
 
@@ -100,17 +100,9 @@ class Executor:
         elif isinstance(step, Chunked):
             self.chunked(step)
         elif isinstance(step, ExecRows):
-            rows, long = block.values, []
-            if step.packet is not None:
-                rows, long = self.fits_packet(step, block)
-            sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
-            with self.conns[step.on].cursor() as cur:
-                if rows:
-                    cur.executemany(sql, [dict(zip(step.names, row)) for row in rows])
-                    self._count(step.counts, max(cur.rowcount, 0))
-                for row in long:
-                    self.write_in_parts(step, cur, sql, row)
-                    self._count(step.counts, 1)
+            self.write_rows(step, block)
+        elif isinstance(step, Retry):
+            self.retry(step)
         elif isinstance(step, Observe):
             value = fetch_one(self.conns[step.on], step.statement, self._resolve(step.params, extra))[0]
             self.outcome.observe(step.column, watermark.typed(value, step.kind))
@@ -141,6 +133,59 @@ class Executor:
         else:
             raise TypeError(f"unknown step {step!r}")
 
+    def write_rows(self, step: ExecRows, batch: Block | Batch) -> int:
+        """The rows of a batch, once per row; returns how many of them were written (not rejected)."""
+        rows, long = batch.values, []
+        if step.packet is not None:
+            rows, long = self.fits_packet(step, batch)
+        sql, _ = step.statement.to_dbapi(dict.fromkeys(step.names))
+        written = 0
+        with self.conns[step.on].cursor() as cur:
+            if rows:
+                cur.executemany(sql, [dict(zip(step.names, row)) for row in rows])
+                self._count(step.counts, max(cur.rowcount, 0))
+                written += len(rows)
+            for row in long:
+                if self.write_in_parts(step, cur, sql, row):
+                    self._count(step.counts, 1)
+                    written += 1
+        return written
+
+    def retry(self, step: Retry) -> None:
+        """The table's rejected rows, each read again by its key alone and written like a batch row. Moved:
+        its entry is marked so in the same transaction (the load reloads the table, then forgets it). Still
+        too long: recorded again (write_in_parts). Gone at the source: forgotten (deletes are the deletion
+        log's and reconcile's). One short read per row, each row committed on its own."""
+        write_conn, read = self.conns[step.write.on], self.conns[step.read_on]
+        rejected = step.rejects.rows(write_conn)
+        if not rejected:
+            return
+        limit = int(_text(fetch_one(read, step.packet)[0]))
+        key_at = tuple([c.name for c in self.plan.columns].index(k) for k in self.plan.key)
+        moved = gone = 0
+        for key, *_ in rejected:
+            binds = {f"r{i}": v for i, v in enumerate(key)}
+            if step.long_values:
+                binds["long_row"] = min(LONG_ROW_BYTES, limit // 4)
+            got = fetch_one(read, step.row.get(), binds)
+            if got is not None and step.long_values:
+                got = tuple(got[:-1]) if not int(got[-1]) else read_long_values(read, tuple(got[:-1]), key_at,
+                                                                                step.long_values, limit)
+            read.commit()  # no read transaction outlives the row
+            if got is None:
+                with write_conn.cursor() as cur:
+                    step.rejects.forget(cur, key)
+                gone += 1
+                continue
+            if self.write_rows(step.write, Batch(rows=1, maxima=(), values=[tuple(got)])):
+                with write_conn.cursor() as cur:
+                    step.rejects.mark_moved(cur, key)  # until the load took it (its watermark is past it)
+                moved += 1
+            write_conn.commit()
+        write_conn.commit()
+        self.note(f"rejected rows retried: {moved} moved, {gone} gone at the source, "
+                  f"{len(rejected) - moved - gone} still rejected", "info" if moved or gone else None)
+
     def fits_packet(self, step: ExecRows, batch: Batch) -> tuple[list[tuple], list[tuple]]:
         """The batch's rows that fit in one statement, and those too long for one (the server would just
         close the connection): written in parts (:meth:`write_in_parts`), or without a way to, the table
@@ -165,12 +210,13 @@ class Executor:
                              f"this limit)")
         return fits, long
 
-    def write_in_parts(self, step: ExecRows, cur: Any, sql: str, row: tuple) -> None:
+    def write_in_parts(self, step: ExecRows, cur: Any, sql: str, row: tuple) -> bool:
         """A row longer than a quarter of the server's max_allowed_packet, in the batch's transaction: the
         statement with its long values empty (NULL stays NULL), then each value appended in parts of at most
         an eighth of the limit and 4 MiB (escaping may double a part). A single value longer than the limit
-        fails the table naming it before anything of the row is written: the server builds no value longer
-        than max_allowed_packet from a statement (CONCAT and GROUP_CONCAT stop there); LOAD DATA does."""
+        is rejected (recorded, nothing of the row written, False) or without `step.rejects` fails the table
+        naming it: the server builds no value longer than max_allowed_packet from a statement (CONCAT and
+        GROUP_CONCAT stop there); LOAD DATA does."""
         parts = step.parts
         budget = max(1, min(PART_BYTES // 2, self.packet // 8))
         held = dict(parts.values)
@@ -179,16 +225,26 @@ class Executor:
             size = _row_bytes((row[position],))
             if size > self.packet:
                 key = {columns[i]: row[i] for i in parts.key}
-                raise PhaseError(f"{self.plan.table}: the value of {columns[position]} in the row {key} holds "
-                                 f"{size:,} bytes, more than the {step.on}'s max_allowed_packet ({self.packet:,}); "
-                                 f"MySQL builds no longer value from a statement: raise max_allowed_packet on the "
-                                 f"{step.on} above it, or turn local_infile on there (LOAD DATA has no such limit)")
+                message = (f"{self.plan.table}: the value of {columns[position]} in the row {key} holds "
+                           f"{size:,} bytes, more than the {step.on}'s max_allowed_packet ({self.packet:,}); "
+                           f"MySQL builds no longer value from a statement: raise max_allowed_packet on the "
+                           f"{step.on} above it")
+                if step.rejects is None:
+                    raise PhaseError(f"{message}, or turn local_infile on there (LOAD DATA has no such limit)")
+                # Recorded in the batch's transaction and skipped: the rest of the table goes on, and
+                # every run tries the row again (Retry) until the setting is raised.
+                step.rejects.record(cur, tuple(row[i] for i in parts.key), columns[position], size,
+                                    f"max_allowed_packet on the {step.on} ({self.packet:,} bytes)", message)
+                self.note(f"row {key} rejected: its {columns[position]} holds {size:,} bytes, more than the "
+                          f"{step.on}'s max_allowed_packet ({self.packet:,})", "warning")
+                return False
         cur.execute(sql, dict(zip(step.names, (v[:0] if i in held and v is not None else v
                                                for i, v in enumerate(row)))))
         key = {f"r{j}": row[i] for j, i in enumerate(parts.key)}
         for position, append in parts.values:
             for part in _parts(row[position], budget):
                 execute(cur, append.get(), dict(key, part=part))
+        return True
 
     def note(self, text: str, level: str | None = None) -> None:
         self.outcome.notes.append(text)

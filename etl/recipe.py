@@ -31,7 +31,7 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping, Union
 from etl import watermark
 from etl.plan import Plan
 from etl.render import Statement
-from etl.tracking import Writer
+from etl.tracking import Rejects, Writer
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ CHUNK_LABELS = {(False, True): "first chunk", (True, True): "next chunk",
 LONG_ROW_LABELS = {(): "long row alone"}
 LONG_PART_LABELS = {(): "long value part"}
 APPEND_LABELS = {(): "long value part appended"}
+KEY_ROW_LABELS = {(): "rejected row by its key"}
 
 
 # ---------------------------------------------------------------- steps
@@ -127,6 +128,9 @@ class ExecRows(Step):
     counts: tuple[str, ...] = ()
     packet: Statement | None = None    # asks the server's max_allowed_packet: a longer row is written in parts
     parts: "RowParts | None" = None    # how (without it a longer row fails by name)
+    #: Where a row with a value longer than the server's max_allowed_packet is recorded and skipped
+    #: (etl.tracking.Rejects); without it such a row fails the table by name.
+    rejects: Rejects | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,20 @@ class RowParts:
 
     key: tuple[int, ...]                    # the key columns' positions in a row
     values: tuple[tuple[int, Variants], ...]  # per long column its position and append (binds part, the key r<i>)
+
+
+@dataclass(frozen=True)
+class Retry(Step):
+    """First in a copy run: the table's rejected rows (etl/tracking.py Rejects), each read again by its key
+    alone on `read_on` and written by `write`; a row that moved is marked so, one that still does not fit
+    is recorded again (its last try), one gone at the source is forgotten. Commits the writing side."""
+
+    read_on: str
+    row: Variants                           # no flags; binds the key r<i> (and long_row with long values)
+    long_values: tuple["LongValue", ...]    # as BatchRead's
+    packet: Statement                       # the reading server's max_allowed_packet
+    write: ExecRows
+    rejects: Rejects
 
 
 @dataclass(frozen=True)
@@ -352,6 +370,9 @@ def _title(step: Step) -> str:
         return f"run on the {step.on} once per row{counts}"
     if isinstance(step, Observe):
         return f"run on the {step.on}: the largest {step.column} read"
+    if isinstance(step, Retry):
+        return (f"the rejected rows again: each read alone on the {step.read_on}, written on the {step.write.on} "
+                f"once per row, marked moved for the load; commit")
     if isinstance(step, Note):
         return f"note: {step.text}"
     if isinstance(step, When):
@@ -381,7 +402,14 @@ def _statements(step: Step) -> list[tuple[str, Statement]]:
         out = [("", step.statement), ("a long row's limit", step.packet)]
         for _, append in (step.parts.values if step.parts is not None else ()):
             out += append.all()
+        if step.rejects is not None:
+            out.append(("a value longer than the limit: the row rejected", step.rejects.upsert))
         return out
+    if isinstance(step, Retry):
+        out = [("rejected rows", step.rejects.select)] + step.row.all() + [("a long row's limit", step.packet)]
+        for value in step.long_values:
+            out += value.part.all()
+        return out + _statements(step.write) + [("moved", step.rejects.moved), ("gone", step.rejects.delete)]
     if isinstance(step, (Exec, ExecRows, Observe)):
         return [("", step.statement)]
     if isinstance(step, When):

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from etl import stop, tracking
@@ -40,6 +40,7 @@ class TableResult:
     seconds: float = 0.0
     error: str | None = None
     attempts: int = 1
+    rejected: list[str] = field(default_factory=list)  # copy: rows that did not move (etl_copy_rejects); exit 1
 
 
 @dataclass
@@ -49,6 +50,7 @@ class _Summary:
     strategy: str
     rows_read: int
     rows_written: int
+    rejected: list[str] = field(default_factory=list)
 
 
 def _copy(settings: Settings, table: TableConfig, run_id: str, **options: Any) -> _Summary:
@@ -56,7 +58,7 @@ def _copy(settings: Settings, table: TableConfig, run_id: str, **options: Any) -
 
     with table_lock(settings, "copy", table.name):
         outcome = copy_table(settings, table, run_id, **options)
-    return _Summary(outcome.plan.strategy, outcome.rows_read, outcome.rows_written)
+    return _Summary(outcome.plan.strategy, outcome.rows_read, outcome.rows_written, outcome.rejected)
 
 
 def _load(settings: Settings, table: TableConfig, run_id: str, **options: Any) -> _Summary:
@@ -212,7 +214,10 @@ def run_table(settings: Settings, phase: str, table: TableConfig, run_id: str, *
             return TableResult(phase, table.name, False, seconds=time.monotonic() - started, error=message,
                                attempts=attempt)
         result = TableResult(phase, table.name, True, summary.strategy, summary.rows_read,
-                             summary.rows_written, time.monotonic() - started, attempts=attempt)
+                             summary.rows_written, time.monotonic() - started, attempts=attempt,
+                             rejected=summary.rejected)
+        for line in summary.rejected:
+            log.error("%s", line)
         reread = max(result.rows_read - result.rows_written, 0)
         # A run that changed nothing is one line of the summary, not one per table (--verbose shows it).
         log.log(logging.INFO if result.rows_written or phase == "reconcile" else logging.DEBUG,

@@ -101,6 +101,7 @@ def status_report(settings: Settings, config: EtlConfig) -> dict[str, Any]:
     try:
         rows = _all_rows(settings, conns)
         history = _summaries(settings, conns)
+        rejects = tracking.store(settings, "replica").all_rejects(conns["replica"])
     finally:
         for conn in conns.values():
             conn.close()
@@ -121,6 +122,7 @@ def status_report(settings: Settings, config: EtlConfig) -> dict[str, Any]:
                 "last_failure": when(failure[0]) if failure else None,
                 "last_error": failure[2] if failure else None,
             }
+        entry["rejected"] = [tracking.describe_reject(name, row) for row in rejects.get(name, [])]
         tables.append(entry)
     with_primary = [t for t in tables if t["primary_incremental_column"]]
     covered = [t for t in with_primary
@@ -150,6 +152,10 @@ def format_status(report: dict[str, Any]) -> str:
             lines.append(f"{entry['table']:<16} {phase:<9} {str(row.get('status', '-')):<11} "
                          f"{str(row.get('primary_column_name') or '-'):<14} {str(row.get('last_primary_value') or '-'):<26} "
                          f"{rows:>19}  {row.get('last_success') or '-':<23}  {failure}")
+    for entry in report["tables"]:  # rows the copy could not move: retried every run, exit 1 until they move
+        if entry.get("rejected"):
+            lines.append(f"{entry['table']}: {len(entry['rejected'])} row(s) rejected by the copy; "
+                         f"{entry['rejected'][0]}")
     cov = report["coverage"]
     lines.append(f"tables with a primary incremental column whose tracking holds a value: "
                  f"{cov['with_watermark']} of {cov['with_primary_column']}")

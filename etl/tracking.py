@@ -3,7 +3,7 @@
 Two stores, one per database the pipeline tracks in:
 
 * the replica (MySQL): ``etl_copy_status``, ``etl_copy_column_status``, ``etl_run_history`` (copy, and the
-  replica half of reconcile);
+  replica half of reconcile), and ``etl_copy_rejects`` (rows the copy could not move, retried every run);
 * the analytics database (schema raw): ``etl_load_status``, ``etl_load_column_status``,
   ``etl_transform_status``, ``etl_run_history`` (load, transform, the raw half of reconcile), and
   ``etl_deleted_keys`` (what the load and reconcile deleted from raw, for the dbt models).
@@ -18,6 +18,7 @@ recipe's checkpoint and tracking steps, transform, reconcile, init-tracking) goe
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Iterable
@@ -130,6 +131,23 @@ class Store:
     def feed_statements(self, phase: str) -> tuple[Statement, Statement]:
         """Reading and saving the deletedobject feed's watermark (a row of the column-status table)."""
         return self.statement(f"{phase}_column_status_select"), self.statement(f"{phase}_column_status_upsert")
+
+    # ------------------------------------------------------------ rows the copy could not move
+
+    def rejects(self, table: str) -> "Rejects | None":
+        """The rejected rows of one table (etl_copy_rejects); None where no phase rejects rows (analytics)."""
+        if self.side != "replica":
+            return None
+        return Rejects(table, self.statement("copy_rejects_select"), self.statement("copy_rejects_upsert"),
+                       self.statement("copy_rejects_delete"), self.statement("copy_rejects_moved"),
+                       self.statement("copy_rejects_moved_select"), self.statement("copy_rejects_loaded"))
+
+    def all_rejects(self, conn: Any) -> dict[str, list[tuple]]:
+        """table -> its rejected rows as Rejects.rows gives them (without the error and times)."""
+        out: dict[str, list[tuple]] = {}
+        for table, key, *rest in fetch_all(conn, self.statement("copy_rejects_all")):
+            out.setdefault(_str(table), []).append((tuple(json.loads(_str(key))), *map(_str, rest)))
+        return out
 
     # ------------------------------------------------------------ deletes, for the models built on raw
 
@@ -311,6 +329,7 @@ class Outcome:
     new_values: dict[str, Any] = field(default_factory=dict)   # column -> new watermark (typed)
     notes: list[str] = field(default_factory=list)
     history_id: int | None = None
+    rejected: list[str] = field(default_factory=list)          # copy: a line per row still rejected after it
 
     def watermark_after(self, column: str) -> Any:
         """The new watermark of a column: the largest admissible value read, or the old one."""
@@ -386,3 +405,63 @@ class Writer:
                 if self.store.dialect.ASSIGNS_HISTORY_IDS:
                     params["id"] = outcome.history_id
                 execute(cur, self.history, params)
+
+
+def key_text(values: tuple) -> str:
+    """A row's primary-key values as etl_copy_rejects keeps them: a JSON array of their text (the copy's
+    reads give text, the key binds take it back as it is)."""
+    return json.dumps([v.decode() if isinstance(v, (bytes, bytearray)) else v for v in values], default=str)
+
+
+@dataclass(frozen=True)
+class Rejects:
+    """The rows of one table the copy could not move (a value longer than the replica builds from a
+    statement): recorded in the transaction of the batch that skipped them, so the watermark goes past
+    them and the rest of the table flows; read again by key at the start of every copy run of the table
+    and marked moved in the transaction that wrote them; the load, whose watermark is past them, reloads
+    the table while any are marked and then forgets them."""
+
+    table: str
+    select: Statement
+    upsert: Statement
+    delete: Statement
+    moved: Statement
+    moved_select: Statement
+    loaded: Statement
+
+    def rows(self, conn: Any) -> list[tuple]:
+        """(key values, column, size in bytes, setting, error, first seen, last tried) per rejected row."""
+        return [(tuple(json.loads(_str(r[0]))),) + tuple(map(_str, r[1:]))
+                for r in fetch_all(conn, self.select, {"table_name": self.table})]
+
+    def record(self, cur: Any, key: tuple, column: str, size: int, setting: str, error: str) -> None:
+        execute(cur, self.upsert, {"table_name": self.table, "key_value": key_text(key), "column_name": column,
+                                   "size_bytes": size, "setting": setting, "error": error[:ERROR_LIMIT],
+                                   "tried": utc_now()})
+
+    def forget(self, cur: Any, key: tuple) -> None:
+        """A rejected row gone at the source."""
+        execute(cur, self.delete, {"table_name": self.table, "key_value": key_text(key)})
+
+    def mark_moved(self, cur: Any, key: tuple) -> None:
+        execute(cur, self.moved, {"table_name": self.table, "key_value": key_text(key), "tried": utc_now()})
+
+    def moved_keys(self, conn: Any) -> list[str]:
+        """The moved rows the load has not taken yet (their key text)."""
+        return [_str(r[0]) for r in fetch_all(conn, self.moved_select, {"table_name": self.table})]
+
+    def forget_loaded(self, cur: Any, keys: list[str]) -> None:
+        for key in keys:
+            execute(cur, self.loaded, {"table_name": self.table, "key_value": key})
+
+
+def describe_reject(table: str, row: tuple) -> str:
+    """One line naming a rejected row: table, key, column, size and the setting to raise."""
+    key, column, size, setting = row[:4]
+    return (f"copy {table}: the row with key {list(key)} was not copied: its value of {column} holds {int(size):,} "
+            f"bytes; raise {setting} above it (retried on every run)")
+
+
+def _str(value: Any) -> Any:
+    """Text a raw-text connection hands back as bytes."""
+    return value.decode() if isinstance(value, (bytes, bytearray)) else value

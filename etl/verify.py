@@ -221,6 +221,18 @@ def verify_table(settings: Settings, conns: _Connections, config: TableConfig) -
     return result
 
 
+def _rejected(settings: Settings, replica: Any, result: dict[str, Any]) -> None:
+    """Rows the copy rejected (etl_copy_rejects) are drift of their table, even where an older value of them
+    still matches: a line each in the result (the copy retries them every run)."""
+    table = result["table"]
+    rejected = [tracking.describe_reject(table, row)
+                for row in tracking.store(settings, "replica").rejects(table).rows(replica)]
+    if rejected:
+        result["rejected"] = rejected
+        result["differing_rows"] = (result.get("differing_rows") or 0) + len(rejected)
+        result["status"] = "drift"
+
+
 def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = None) -> dict[str, Any]:
     """Compare every selected table, then the keys of the dbt models built on it; changes nothing.
     Configured columns are checked against the source first (exit 2)."""
@@ -235,6 +247,7 @@ def verify(settings: Settings, config: EtlConfig, tables: list[str] | None = Non
         for table in selected:
             log.info("verifying %s", table.name)
             results.append(verify_table(settings, conns, table))
+            _rejected(settings, conns.replica, results[-1])
         staging, staging_error = verify_staging(settings, conns.raw, config, selected)
     finally:
         conns.close()
@@ -330,7 +343,11 @@ def format_verify(report: dict[str, Any]) -> str:
         detail = r.get("error") or "; ".join(
             f"{name}: {p['missing']} missing, {p['extra']} extra, {p['different']} different"
             + (f" (e.g. {', '.join(f'{k} {v[:5]}' for k, v in p['examples'].items() if v)})" if p["missing"] + p["extra"] + p["different"] else "")
-            for name, p in r.get("pairs", {}).items() if p["missing"] + p["extra"] + p["different"]) or "-"
+            for name, p in r.get("pairs", {}).items() if p["missing"] + p["extra"] + p["different"])
+        if r.get("rejected"):
+            rejected = f"{len(r['rejected'])} rejected by the copy: {r['rejected'][0]}"
+            detail = "; ".join(x for x in (detail, rejected) if x)
+        detail = detail or "-"
         lines.append(f"{r['table']:<16} {r['status']:<8} {rows.get('source', '-'):>10} {rows.get('replica', '-'):>10} "
                      f"{rows.get('raw', '-'):>10}  {detail}")
         for m in r.get("staging", []):

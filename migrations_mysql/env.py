@@ -74,6 +74,20 @@ sa.Table(
     **TABLE_OPTIONS,
 )
 
+sa.Table(
+    "etl_copy_rejects", target_metadata,
+    sa.Column("table_name", sa.String(255), primary_key=True),
+    sa.Column("key_value", sa.String(255), primary_key=True),
+    sa.Column("column_name", sa.String(255), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("setting", sa.String(255), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("first_seen", mysql.DATETIME(fsp=6), nullable=False),
+    sa.Column("last_tried", mysql.DATETIME(fsp=6), nullable=False),
+    sa.Column("moved_at", mysql.DATETIME(fsp=6)),
+    **TABLE_OPTIONS,
+)
+
 
 def include_name(name, type_, parent_names) -> bool:
     """Compare only our tables: the replica database also holds every copied OpenDental table."""

@@ -259,6 +259,8 @@ def history_and_status() -> dict[str, Any]:
                      None, None, started, started + dt.timedelta(seconds=2.5))]
         if "etl_copy_status" in sql:
             return [("patient", "failed", "DateTStamp", "2025-06-01 00:00:00", 4, started)]
+        if "FROM etl_copy_rejects" in sql:  # a raw-text connection: bytes
+            return [(b"patient", b'["7"]', b"LName", 20971520, b"max_allowed_packet on the replica (16,777,216 bytes)")]
         return []
 
     def raw_answers(sql: str):

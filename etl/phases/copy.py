@@ -34,7 +34,8 @@ from etl.phases import deletes, facts
 from etl.plan import Bound, Plan, make_plan
 from etl.recipe import (BATCH_LABELS, BLOCK_FILE, BLOCK_LABELS, BOUNDARY_LABELS, CHUNK_LABELS, LONG_PART_LABELS,
                         LONG_ROW_LABELS, BatchRead, BlockRead, Checkpoint, Chunked, Commit, Example, Exec, ExecRows,
-                        APPEND_LABELS, LongRows, LongValue, Note, Observe, PerBlock, Recipe, RowParts, Step, Track,
+                        APPEND_LABELS, KEY_ROW_LABELS, LongRows, LongValue, Note, Observe, PerBlock, Recipe, Retry,
+                        RowParts, Step, Track,
                         Transfer, Variants)
 from etl.render import Ident
 from etl.schema import BINARY_TYPES, Column
@@ -180,6 +181,7 @@ def recipe(plan: Plan, situation: Situation, place: Place, store: tracking.Store
         steps += [Exec("schema drift", "replica", mysql.render("modify_column", table=table, column=column)),
                   Note("schema drift", f"column {column.name!r} retyped to {column.column_type} in the replica",
                        log="warning")]
+    steps.append(_retry(plan, store, source_db, columns, update_columns))
     if situation.into == "shadow":
         # From the source definition, not LIKE the live table: a full refresh also repairs its column types.
         steps += [Exec("shadow swap", "replica", mysql.render("drop_table", table=target)),
@@ -290,8 +292,19 @@ def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Id
     (etl/blocks.py read_long_values); a row longer than the replica's max_allowed_packet is written with its
     long values empty, then each appended in parts (etl/executor.py write_in_parts): no statement on either
     side is longer than a part, whatever the value's length."""
-    names = tuple(f"v{i}" for i in range(len(columns)))
-    upsert = mysql.render("copy_upsert", table=target, columns=columns, update_columns=update_columns)
+    long_values, write = _row_values(plan, store, source_db, target, columns, update_columns, "row by row")
+    read = BatchRead(on="source", batch=Variants(
+        lambda **f: mysql.render("copy_select_rows", plan=plan, database=source_db, **f), ("after_key",), BATCH_LABELS),
+        params=plan.window_params(), start_after=situation.resume_after, seconds=seconds, long_values=long_values,
+        packet=mysql.render("max_allowed_packet") if long_values else None)
+    per_batch = (write, *_block_end(plan, situation, store))
+    return Transfer("row by row", read, PerBlock(per_batch), label=f"copy {plan.table}")
+
+
+def _row_values(plan: Plan, store: tracking.Store, source_db: Ident, target: Ident, columns: tuple,
+                update_columns: tuple, branch: str) -> tuple[tuple[LongValue, ...], ExecRows]:
+    """How the row-by-row copy reads a row's long values (in parts) and writes its rows: an upsert per row, a
+    row longer than the replica's max_allowed_packet in parts, a single value longer than it rejected."""
     raws = [(i, c) for i, c in enumerate(plan.columns) if c.in_parts]
     long_values = tuple(
         LongValue(i, "raw binary" if c.data_type in BINARY_TYPES else "raw text",
@@ -302,14 +315,20 @@ def _rows(plan: Plan, situation: Situation, store: tracking.Store, source_db: Id
         key=tuple(columns.index(k) for k in plan.key),
         values=tuple((i, Variants(partial(mysql.render, "copy_value_append", table=target, column=c.name,
                                           key=plan.key), (), APPEND_LABELS)) for i, c in raws)) if raws else None
-    read = BatchRead(on="source", batch=Variants(
-        lambda **f: mysql.render("copy_select_rows", plan=plan, database=source_db, **f), ("after_key",), BATCH_LABELS),
-        params=plan.window_params(), start_after=situation.resume_after, seconds=seconds, long_values=long_values,
-        packet=mysql.render("max_allowed_packet") if raws else None)
-    per_batch = (ExecRows("row by row", "replica", upsert, names, counts=("rows_written",),
-                          packet=mysql.render("max_allowed_packet"), parts=parts),
-                 *_block_end(plan, situation, store))
-    return Transfer("row by row", read, PerBlock(per_batch), label=f"copy {plan.table}")
+    upsert = mysql.render("copy_upsert", table=target, columns=columns, update_columns=update_columns)
+    return long_values, ExecRows(branch, "replica", upsert, tuple(f"v{i}" for i in range(len(columns))),
+                                 counts=("rows_written",), packet=mysql.render("max_allowed_packet"), parts=parts,
+                                 rejects=store.rejects(plan.table))
+
+
+def _retry(plan: Plan, store: tracking.Store, source_db: Ident, columns: tuple, update_columns: tuple) -> Retry:
+    """Every copy run first retries the table's rejected rows, read by key alone and written into the live
+    table like the row-by-row copy's rows (whichever path the run then takes)."""
+    long_values, write = _row_values(plan, store, source_db, plan.table, columns, update_columns, "rejects")
+    return Retry("rejects", read_on="source", write=write, long_values=long_values,
+                 row=Variants(lambda: mysql.render("copy_select_key", plan=plan, database=source_db), (),
+                              KEY_ROW_LABELS),
+                 packet=mysql.render("max_allowed_packet"), rejects=store.rejects(plan.table))
 
 
 def _block_end(plan: Plan, situation: Situation, store: tracking.Store) -> list[Step]:
@@ -428,12 +447,18 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
         except Exception as exc:  # before any data moves: recorded all the same
             _record_unplanned(tracking.for_phase(settings, "copy"), replica, config, run_id, started, exc)
             raise
+        store = tracking.for_phase(settings, "copy")
         try:
-            return executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
-                                      store=tracking.for_phase(settings, "copy"), tracked_on="replica")
+            outcome = executor.run_phase(planned, {"source": source, "replica": replica}, run_id=run_id,
+                                         store=store, tracked_on="replica")
         except BaseException:
             _drop_shadow(replica, planned)
             raise
+        # The rows still rejected after the run (the table's other rows moved): the run exits 1 naming them.
+        outcome.rejected = [tracking.describe_reject(config.name, row)
+                            for row in store.rejects(config.name).rows(replica)]
+        replica.commit()
+        return outcome
     finally:
         source.close()
         replica.close()

@@ -23,7 +23,7 @@ from tests.conftest import mysql_conn, pg_conn
 
 pytestmark = pytest.mark.integration
 
-HEAD = "0004_widen_rows"           # the replica (MySQL) lineage
+HEAD = "0005_copy_rejects"         # the replica (MySQL) lineage
 PG_HEAD = "0006_deleted_keys"  # the analytics (PostgreSQL) lineage
 NEVER = dt.datetime(1969, 1, 1)
 STRICT = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO"
@@ -48,12 +48,19 @@ MYSQL_TABLES = {
         "table_name": ("varchar(255)", False), "column_name": ("varchar(255)", False),
         "last_value": ("varchar(255)", True), "_updated_at": ("timestamp", True),
     },
+    "etl_copy_rejects": {
+        "table_name": ("varchar(255)", False), "key_value": ("varchar(255)", False),
+        "column_name": ("varchar(255)", False), "size_bytes": ("bigint", False), "setting": ("varchar(255)", False),
+        "error": ("text", True), "first_seen": ("datetime(6)", False), "last_tried": ("datetime(6)", False),
+        "moved_at": ("datetime(6)", True),
+    },
 }
 MYSQL_INDEXES = {
     "etl_copy_status": {"uq_etl_copy_status_table_name", "ix_etl_copy_status_table_name",
                         "ix_etl_copy_status_last_copied", "ix_etl_copy_status_last_primary_value"},
     "etl_run_history": {"ix_etl_run_history_table_name_phase_started_at", "ix_etl_run_history_run_id"},
     "etl_copy_column_status": set(),
+    "etl_copy_rejects": set(),
 }
 
 TS = "timestamp without time zone"

@@ -184,6 +184,16 @@ def test_status_shows_last_success_last_failure_and_rows_last_and_total() -> Non
     assert "4/120" in text and "SchemaError: gone" in text
 
 
+def test_status_shows_the_rows_the_copy_rejected_with_the_setting_to_raise() -> None:
+    found = cs.history_and_status()
+    patient = next(t for t in found["report"]["tables"] if t["table"] == "patient")
+    line = ("copy patient: the row with key ['7'] was not copied: its value of LName holds 20,971,520 bytes; "
+            "raise max_allowed_packet on the replica (16,777,216 bytes) above it (retried on every run)")
+    assert patient["rejected"] == [line]
+    assert f"patient: 1 row(s) rejected by the copy; {line}" in found["text"].splitlines()
+    assert all(not t["rejected"] for t in found["report"]["tables"] if t["table"] != "patient")
+
+
 @pytest.mark.parametrize("text,expected", [
     ("2d", dt.datetime(2025, 5, 30, 12, 0)), ("12h", dt.datetime(2025, 6, 1, 0, 0)),
     ("30m", dt.datetime(2025, 6, 1, 11, 30)), ("2025-05-01", dt.datetime(2025, 5, 1)),

@@ -261,8 +261,9 @@ def test_a_copy_writes_each_block_to_a_file_loads_it_and_commits_it_with_a_check
     executor.run(recipe, {"source": source, "replica": replica}, outcome)
     assert loaded == [b"1\t2025-05-31 10:00:00\ta\n"]
     order = [s.split()[0] for s in replica.sql]
-    assert order[:3] == ["DROP", "CREATE", "DELETE"]            # the stage, then cleared for the block
-    assert order[3:6] == ["LOAD", "SHOW", "INSERT"]              # loaded, its warnings asked, upserted
+    assert order[0] == "SELECT" and "etl_copy_rejects" in replica.sql[0]  # rejected rows to retry: none
+    assert order[1:4] == ["DROP", "CREATE", "DELETE"]            # the stage, then cleared for the block
+    assert order[4:7] == ["LOAD", "SHOW", "INSERT"]              # loaded, its warnings asked, upserted
     assert replica.commits == 2                                  # the block with its checkpoint, then the end
     statuses = [p["copy_status"] for s, p in replica.executed if "etl_copy_status" in s]
     assert statuses == ["running", "success"]
@@ -309,15 +310,59 @@ def test_the_row_by_row_copy_moves_a_row_longer_than_both_servers_packet_in_part
     assert replica.commits == 2 and found["outcome"].rows_written == 1
 
 
-def test_the_row_by_row_copy_names_a_value_longer_than_the_replicas_packet() -> None:
+def test_the_row_by_row_copy_rejects_a_value_longer_than_the_replicas_packet() -> None:
     """The server builds no value longer than its max_allowed_packet from a statement (CONCAT stops there):
-    such a value fails the table naming it and the setting, before anything of its row is written."""
-    from etl.errors import PhaseError
+    such a row is recorded as rejected (key, column, size, the setting) in the batch's transaction, with the
+    batch's checkpoint, and nothing of it is written; the rest of the table goes on."""
     from tests import call_sites
 
-    with pytest.raises(PhaseError, match=r"^patient: the value of LName in the row \{'PatNum': '7'\} holds "
-                                         r"7,200,000 bytes, more than the replica's max_allowed_packet \(4,194,304\)"):
-        call_sites.row_in_parts(replica_packet=4 << 20)
+    found = call_sites.row_in_parts(replica_packet=4 << 20)
+    replica = found["replica"]
+    rejects = [p for s, p in replica.executed if s.startswith("INSERT INTO etl_copy_rejects")]
+    assert len(rejects) == 1
+    assert {k: rejects[0][k] for k in ("table_name", "key_value", "column_name", "size_bytes", "setting")} == {
+        "table_name": "patient", "key_value": '["7"]', "column_name": "LName", "size_bytes": 7_200_000,
+        "setting": "max_allowed_packet on the replica (4,194,304 bytes)"}
+    assert "raise max_allowed_packet on the replica" in rejects[0]["error"]
+    assert not [s for s, _ in replica.executed if "`patient`" in s]   # nothing of the row written
+    statuses = [p["copy_status"] for s, p in replica.executed if "etl_copy_status" in s]
+    assert statuses == ["running", "success"] and replica.commits == 2
+    assert found["outcome"].rows_written == 0
+    assert any("rejected" in note for note in found["outcome"].notes)
+
+
+def test_a_rejected_row_is_retried_first_and_marked_once_it_moves() -> None:
+    """Every copy run first reads each rejected key alone and writes it; a row that moved is marked so in
+    the transaction that wrote it (the load reloads the table, then forgets it), a row gone at the source
+    loses its entry."""
+    from etl.recipe import Retry
+    from etl.tracking import Rejects
+
+    p = tiny_plan("copy", "primary")
+    recipe = make("copy", p, copy.Facts(False, POPULATED, local_infile=False))
+    retry = next(s for s in recipe.steps if isinstance(s, Retry))
+    assert isinstance(retry.rejects, Rejects) and recipe.steps.index(retry) < len(recipe.steps) - 3
+    row = tuple("1" if c.name in p.key else None for c in p.columns)
+
+    def source_answer(sql: str):
+        if "max_allowed_packet" in sql:
+            return [("67108864",)]
+        if source.executed[-1][1].get("r0") == "1":   # key 1 is there, key 2 is gone
+            return [row + (("0",) if retry.long_values else ())]
+        return []
+
+    source = FakeConn(source_answer)
+    replica = FakeConn(lambda sql: [('["1"]', "c", 9, "s", "e", None, None), ('["2"]', "c", 9, "s", "e", None, None)]
+                       if "FROM etl_copy_rejects" in sql else [])
+    outcome = tracking.Outcome(plan=p, run_id="run", started_at=dt.datetime(2025, 6, 1))
+    executor.Executor(recipe, {"source": source, "replica": replica}, outcome, {}).step(retry)
+    keys = [p["r0"] for s, p in source.executed if "r0" in p]
+    assert keys == ["1", "2"]
+    written = [p for s, p in replica.executed if "ON DUPLICATE KEY" in s and "etl_copy_rejects" not in s]
+    moved = [p["key_value"] for s, p in replica.executed if s.startswith("UPDATE etl_copy_rejects SET moved_at")]
+    forgotten = [p["key_value"] for s, p in replica.executed if s.startswith("DELETE FROM etl_copy_rejects")]
+    assert len(written) == 1 and moved == ['["1"]'] and forgotten == ['["2"]']  # 2 is gone at the source
+    assert outcome.rows_written == 1 and replica.commits >= 1
 
 
 def test_the_row_by_row_copy_refuses_a_row_longer_than_the_replicas_packet_by_key_and_setting() -> None:

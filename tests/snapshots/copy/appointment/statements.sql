@@ -663,6 +663,46 @@ FROM `opendental`.`appointment`
 WHERE ((`AptNum` >= :w0_lo AND `AptNum` <= :w0_hi) OR (`DateTStamp` >= :w1_lo AND `DateTStamp` < :w1_hi) OR (`AptDateTime` >= :w2_lo AND `AptDateTime` < :w2_hi))
   AND ((`AptNum` > :k0));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `AptNum`,
+       `PatNum`,
+       `AptStatus`,
+       `Pattern`,
+       `Confirmed`,
+       `TimeLocked`,
+       `Op`,
+       `Note`,
+       `ProvNum`,
+       `ProvHyg`,
+       `AptDateTime`,
+       `NextAptNum`,
+       `UnschedStatus`,
+       `IsNewPatient`,
+       `ProcDescript`,
+       `Assistant`,
+       `ClinicNum`,
+       `IsHygiene`,
+       `DateTStamp`,
+       `DateTimeArrived`,
+       `DateTimeSeated`,
+       `DateTimeDismissed`,
+       `InsPlan1`,
+       `InsPlan2`,
+       `DateTimeAskedToArrive`,
+       `ProcsColored`,
+       `ColorOverride`,
+       `AppointmentTypeNum`,
+       `SecUserNumEntry`,
+       `SecDateTEntry`,
+       `Priority`,
+       `ProvBarText`,
+       `PatternSecondary`,
+       `SecurityHash`,
+       `ItemOrderPlanned`
+FROM `opendental`.`appointment`
+WHERE `AptNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo, :w1_hi, :w1_lo, :w2_hi, :w2_lo)
 SELECT `AptNum`, `DateTStamp`, `AptDateTime`,
        `AptNum`,

@@ -3,49 +3,69 @@
 --   SecDateTEdit >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the shadow; rows row by row; rebuilt from the source definition
 
--- 1. [shadow swap] run on the replica
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v23, :v24, :v25, :v26, :v27, :v28, :v29, :v3, :v30, :v31, :v32, :v33, :v34, :v35, :v36, :v37, :v38, :v39, :v4, :v40, :v41, :v42, :v43, :v44, :v45, :v46, :v47, :v48, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
+
+-- 2. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.1
 
--- 2. [shadow swap] run on the replica
+-- 3. [shadow swap] run on the replica
 -- mysql/create_replica_table  (binds: none)
 -- = statements.sql mysql/create_replica_table.2
 
--- 3. [shadow swap] run on the replica
+-- 4. [shadow swap] run on the replica
 -- mysql/create_replica_index  (binds: none)
 -- = statements.sql mysql/create_replica_index.2
 
--- 4. [row by row] note: replica refuses LOAD DATA LOCAL INFILE (local_infile=OFF): rows copied one by one
+-- 5. [row by row] note: replica refuses LOAD DATA LOCAL INFILE (local_infile=OFF): rows copied one by one
 
--- 5. [row by row] batch read of the source -> the steps below, per block
+-- 6. [row by row] batch read of the source -> the steps below, per block
 -- mysql/copy_select_rows (first batch)  (binds: :batch_size)
 -- = statements.sql mysql/copy_select_rows.3
 -- mysql/copy_select_rows (next batches)  (binds: :batch_size, :k0)
 -- = statements.sql mysql/copy_select_rows.4
 
--- 5, for each block:
+-- 6, for each block:
 
--- 5.1. [row by row] run on the replica once per row; its rows count as rows_written
+-- 6.1. [row by row] run on the replica once per row; its rows count as rows_written
 -- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v23, :v24, :v25, :v26, :v27, :v28, :v29, :v3, :v30, :v31, :v32, :v33, :v34, :v35, :v36, :v37, :v38, :v39, :v4, :v40, :v41, :v42, :v43, :v44, :v45, :v46, :v47, :v48, :v5, :v6, :v7, :v8, :v9)
 -- = statements.sql mysql/copy_upsert.2
 -- mysql/max_allowed_packet (a long row's limit)  (binds: none)
 -- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
 
--- 5.2. [always] commit the replica
+-- 6.2. [always] commit the replica
 
--- 6. [shadow swap] run on the replica
+-- 7. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 7. [shadow swap] run on the replica
+-- 8. [shadow swap] run on the replica
 -- mysql/swap_tables  (binds: none)
 -- = statements.sql mysql/swap_tables.1
 
--- 8. [shadow swap] run on the replica
+-- 9. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 9. [always] tracking on the replica
+-- 10. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -53,4 +73,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 10. [always] commit the replica
+-- 11. [always] commit the replica

@@ -3,19 +3,37 @@
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the shadow; rows server-side; rebuilt from the source definition
 
--- 1. [shadow swap] run on the replica
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v2, :v3, :v4, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
+
+-- 2. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.1
 
--- 2. [shadow swap] run on the replica
+-- 3. [shadow swap] run on the replica
 -- mysql/create_replica_table  (binds: none)
 -- = statements.sql mysql/create_replica_table.2
 
--- 3. [shadow swap] run on the replica
+-- 4. [shadow swap] run on the replica
 -- mysql/create_replica_index  (binds: none)
 -- = statements.sql mysql/create_replica_index.2
 
--- 4. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- 5. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
 -- mysql/read_boundary (first boundary)  (binds: :offset)
 -- = statements.sql mysql/read_boundary.1
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
@@ -29,25 +47,25 @@
 -- mysql/copy_insert_select (last chunk)  (binds: :k0)
 -- = statements.sql mysql/copy_insert_select.8
 
--- 5. [server-side] run on the replica: the largest DateTStamp read
+-- 6. [server-side] run on the replica: the largest DateTStamp read
 -- mysql/copy_window_max  (binds: :w0_hi)
 -- = statements.sql mysql/copy_window_max.2
 
--- 6. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
+-- 7. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
 
--- 7. [shadow swap] run on the replica
+-- 8. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 8. [shadow swap] run on the replica
+-- 9. [shadow swap] run on the replica
 -- mysql/swap_tables  (binds: none)
 -- = statements.sql mysql/swap_tables.1
 
--- 9. [shadow swap] run on the replica
+-- 10. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 10. [always] tracking on the replica
+-- 11. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -55,4 +73,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 11. [always] commit the replica
+-- 12. [always] commit the replica

@@ -526,6 +526,28 @@ FROM `opendental`.`commlog`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CommlogNum` > :k1));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `CommlogNum`,
+       `PatNum`,
+       `CommDateTime`,
+       `CommType`,
+       `Note`,
+       `Mode_`,
+       `SentOrReceived`,
+       `UserNum`,
+       `Signature`,
+       `SigIsTopaz`,
+       `DateTStamp`,
+       `DateTimeEnd`,
+       `CommSource`,
+       `ProgramNum`,
+       `DateTEntry`,
+       `ReferralNum`,
+       `CommReferralBehavior`
+FROM `opendental`.`commlog`
+WHERE `CommlogNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `DateTStamp`, `CommlogNum`,
        `CommlogNum`,

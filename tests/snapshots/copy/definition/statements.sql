@@ -306,6 +306,18 @@ FROM `opendental`.`definition`
 WHERE (`DefNum` >= :w0_lo AND `DefNum` <= :w0_hi)
   AND ((`DefNum` > :k0));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `DefNum`,
+       `Category`,
+       `ItemOrder`,
+       `ItemName`,
+       `ItemValue`,
+       `ItemColor`,
+       `IsHidden`
+FROM `opendental`.`definition`
+WHERE `DefNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `DefNum`,
        `DefNum`,

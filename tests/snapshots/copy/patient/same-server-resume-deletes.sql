@@ -3,9 +3,27 @@
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the table; rows server-side; resume past a crowded second; deletedobject feed
 
--- 1. [resume] note: watermark second 2025-05-31 23:59:59.250000 shared by more than 1000 rows: read past key 424242
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v23, :v24, :v25, :v26, :v27, :v28, :v29, :v3, :v30, :v31, :v32, :v33, :v34, :v35, :v36, :v37, :v38, :v39, :v4, :v40, :v41, :v42, :v43, :v44, :v45, :v46, :v47, :v48, :v49, :v5, :v50, :v51, :v52, :v53, :v54, :v55, :v56, :v57, :v58, :v59, :v6, :v60, :v61, :v62, :v63, :v64, :v65, :v66, :v67, :v68, :v69, :v7, :v70, :v71, :v72, :v73, :v74, :v75, :v76, :v77, :v78, :v79, :v8, :v80, :v81, :v82, :v83, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
 
--- 2. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- 2. [resume] note: watermark second 2025-05-31 23:59:59.250000 shared by more than 1000 rows: read past key 424242
+
+-- 3. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
 -- mysql/read_boundary (first boundary)  (binds: :offset)
 -- = statements.sql mysql/read_boundary.1
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
@@ -19,13 +37,13 @@
 -- mysql/copy_insert_select (last chunk)  (binds: :k0, :r0, :r1, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_insert_select.16
 
--- 3. [server-side] run on the replica: the largest DateTStamp read
+-- 4. [server-side] run on the replica: the largest DateTStamp read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_window_max.3
 
--- 4. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
+-- 5. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
 
--- 5. [deletedobject feed] deletedobject feed: the log on the source (ObjectType 7), deletes on the replica
+-- 6. [deletedobject feed] deletedobject feed: the log on the source (ObjectType 7), deletes on the replica
 -- mysql/copy_column_status_select (feed watermark)  (binds: :table_name)
 -- = shared/mysql/copy_column_status_select.sql
 -- mysql/deleted_objects (log)  (binds: :after, :batch_size, :object_type)
@@ -37,7 +55,7 @@
 -- mysql/copy_column_status_upsert (feed watermark)  (binds: :column_name, :last_value, :table_name)
 -- = shared/mysql/copy_column_status_upsert.sql
 
--- 6. [always] tracking on the replica
+-- 7. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -45,4 +63,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 7. [always] commit the replica
+-- 8. [always] commit the replica

@@ -3,9 +3,27 @@
 --   SecDateTEdit >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the table; rows blocks; through a stage; a checkpoint per block; resume past a crowded second; deletedobject feed
 
--- 1. [resume] note: watermark second 2025-05-31 23:59:59.250000 shared by more than 1000 rows: read past key 424242
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v3, :v4, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
 
--- 2. [blocks] block read of the source, resuming after key (2025-05-31 23:59:59.250000, 424242) -> the steps below, per block
+-- 2. [resume] note: watermark second 2025-05-31 23:59:59.250000 shared by more than 1000 rows: read past key 424242
+
+-- 3. [blocks] block read of the source, resuming after key (2025-05-31 23:59:59.250000, 424242) -> the steps below, per block
 -- mysql/session_blocks (session)  (binds: none)
 -- = shared/mysql/session_blocks.sql
 -- mysql/session_blocks_limit (session)  (binds: none)
@@ -35,47 +53,47 @@
 -- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
 -- = statements.sql mysql/copy_value_part.5
 
--- 2, before the first block:
+-- 3, before the first block:
 
--- 2.1. [stage] run on the replica
+-- 3.1. [stage] run on the replica
 -- mysql/copy_stage_drop  (binds: none)
 -- = shared/mysql/copy_stage_drop.sql
 
--- 2.2. [stage] run on the replica
+-- 3.2. [stage] run on the replica
 -- mysql/copy_stage_create  (binds: none)
 -- = statements.sql mysql/copy_stage_create.1
 
--- 2, for each block:
+-- 3, for each block:
 
--- 2.3. [stage] run on the replica
+-- 3.3. [stage] run on the replica
 -- mysql/copy_stage_clear  (binds: none)
 -- = shared/mysql/copy_stage_clear.sql
 
--- 2.4. [blocks] run on the replica
+-- 3.4. [blocks] run on the replica
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.3
 -- mysql/statement_warnings (warnings)  (binds: none)
 -- = shared/mysql/statement_warnings.sql
 
--- 2.5. [stage] run on the replica; its rows count as rows_written
+-- 3.5. [stage] run on the replica; its rows count as rows_written
 -- mysql/copy_stage_upsert  (binds: none)
 -- = statements.sql mysql/copy_stage_upsert.1
 
--- 2.6. [checkpoint] checkpoint on the replica (tracking, status running)
+-- 3.6. [checkpoint] checkpoint on the replica (tracking, status running)
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
 -- = shared/mysql/copy_column_status_clear.sql
 
--- 2.7. [always] commit the replica
+-- 3.7. [always] commit the replica
 
--- 2, after the last block:
+-- 3, after the last block:
 
--- 2.8. [stage] run on the replica
+-- 3.8. [stage] run on the replica
 -- mysql/copy_stage_drop  (binds: none)
 -- = shared/mysql/copy_stage_drop.sql
 
--- 3. [deletedobject feed] deletedobject feed: the log on the source (ObjectType 7), deletes on the replica
+-- 4. [deletedobject feed] deletedobject feed: the log on the source (ObjectType 7), deletes on the replica
 -- mysql/copy_column_status_select (feed watermark)  (binds: :table_name)
 -- = shared/mysql/copy_column_status_select.sql
 -- mysql/deleted_objects (log)  (binds: :after, :batch_size, :object_type)
@@ -87,7 +105,7 @@
 -- mysql/copy_column_status_upsert (feed watermark)  (binds: :column_name, :last_value, :table_name)
 -- = shared/mysql/copy_column_status_upsert.sql
 
--- 4. [always] tracking on the replica
+-- 5. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -95,4 +113,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 5. [always] commit the replica
+-- 6. [always] commit the replica

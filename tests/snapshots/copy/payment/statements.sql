@@ -625,6 +625,34 @@ FROM `opendental`.`payment`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `PayNum` > :k1));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `PayNum`,
+       `PayType`,
+       `PayDate`,
+       `PayAmt`,
+       `CheckNum`,
+       `BankBranch`,
+       `PayNote`,
+       `IsSplit`,
+       `PatNum`,
+       `ClinicNum`,
+       `DateEntry`,
+       `DepositNum`,
+       `Receipt`,
+       `IsRecurringCC`,
+       `SecUserNumEntry`,
+       `SecDateTEdit`,
+       `PaymentSource`,
+       `ProcessStatus`,
+       `RecurringChargeDate`,
+       `ExternalId`,
+       `PaymentStatus`,
+       `IsCcCompleted`,
+       `MerchantFee`
+FROM `opendental`.`payment`
+WHERE `PayNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `SecDateTEdit`, `PayNum`,
        `PayNum`,

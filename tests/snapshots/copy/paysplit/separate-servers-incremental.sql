@@ -3,7 +3,25 @@
 --   SecDateTEdit >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the table; rows blocks; through a stage; a checkpoint per block
 
--- 1. [blocks] block read of the source -> the steps below, per block
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v3, :v4, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
+
+-- 2. [blocks] block read of the source -> the steps below, per block
 -- mysql/session_blocks (session)  (binds: none)
 -- = shared/mysql/session_blocks.sql
 -- mysql/session_blocks_limit (session)  (binds: none)
@@ -25,47 +43,47 @@
 -- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
 -- = statements.sql mysql/copy_value_part.1
 
--- 1, before the first block:
+-- 2, before the first block:
 
--- 1.1. [stage] run on the replica
+-- 2.1. [stage] run on the replica
 -- mysql/copy_stage_drop  (binds: none)
 -- = shared/mysql/copy_stage_drop.sql
 
--- 1.2. [stage] run on the replica
+-- 2.2. [stage] run on the replica
 -- mysql/copy_stage_create  (binds: none)
 -- = statements.sql mysql/copy_stage_create.1
 
--- 1, for each block:
+-- 2, for each block:
 
--- 1.3. [stage] run on the replica
+-- 2.3. [stage] run on the replica
 -- mysql/copy_stage_clear  (binds: none)
 -- = shared/mysql/copy_stage_clear.sql
 
--- 1.4. [blocks] run on the replica
+-- 2.4. [blocks] run on the replica
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.3
 -- mysql/statement_warnings (warnings)  (binds: none)
 -- = shared/mysql/statement_warnings.sql
 
--- 1.5. [stage] run on the replica; its rows count as rows_written
+-- 2.5. [stage] run on the replica; its rows count as rows_written
 -- mysql/copy_stage_upsert  (binds: none)
 -- = statements.sql mysql/copy_stage_upsert.1
 
--- 1.6. [checkpoint] checkpoint on the replica (tracking, status running)
+-- 2.6. [checkpoint] checkpoint on the replica (tracking, status running)
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
 -- = shared/mysql/copy_column_status_clear.sql
 
--- 1.7. [always] commit the replica
+-- 2.7. [always] commit the replica
 
--- 1, after the last block:
+-- 2, after the last block:
 
--- 1.8. [stage] run on the replica
+-- 2.8. [stage] run on the replica
 -- mysql/copy_stage_drop  (binds: none)
 -- = shared/mysql/copy_stage_drop.sql
 
--- 2. [always] tracking on the replica
+-- 3. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -73,4 +91,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 3. [always] commit the replica
+-- 4. [always] commit the replica

@@ -589,6 +589,32 @@ FROM `opendental`.`paysplit`
 WHERE (`SecDateTEdit` >= :w0_lo AND `SecDateTEdit` < :w0_hi)
   AND ((`SecDateTEdit` > :k0) OR (`SecDateTEdit` = :k0 AND `SplitNum` > :k1));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `SplitNum`,
+       `SplitAmt`,
+       `PatNum`,
+       `ProcDate`,
+       `PayNum`,
+       `IsDiscount`,
+       `DiscountType`,
+       `ProvNum`,
+       `PayPlanNum`,
+       `DatePay`,
+       `ProcNum`,
+       `DateEntry`,
+       `UnearnedType`,
+       `ClinicNum`,
+       `SecUserNumEntry`,
+       `SecDateTEdit`,
+       `FSplitNum`,
+       `AdjNum`,
+       `PayPlanChargeNum`,
+       `PayPlanDebitType`,
+       `SecurityHash`
+FROM `opendental`.`paysplit`
+WHERE `SplitNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `SecDateTEdit`, `SplitNum`,
        `SplitNum`,

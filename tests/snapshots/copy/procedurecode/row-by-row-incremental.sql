@@ -3,31 +3,51 @@
 --   DateTStamp >= 2025-05-31 23:59:59.250000 and < 2025-06-01 12:00:00
 -- situation: target populated; into the table; rows row by row; a checkpoint per block
 
--- 1. [row by row] note: replica refuses LOAD DATA LOCAL INFILE (local_infile=OFF): rows copied one by one
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v23, :v24, :v25, :v26, :v27, :v28, :v29, :v3, :v30, :v31, :v32, :v33, :v34, :v35, :v36, :v4, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
 
--- 2. [row by row] batch read of the source -> the steps below, per block
+-- 2. [row by row] note: replica refuses LOAD DATA LOCAL INFILE (local_infile=OFF): rows copied one by one
+
+-- 3. [row by row] batch read of the source -> the steps below, per block
 -- mysql/copy_select_rows (first batch)  (binds: :batch_size, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select_rows.1
 -- mysql/copy_select_rows (next batches)  (binds: :batch_size, :k0, :k1, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_select_rows.2
 
--- 2, for each block:
+-- 3, for each block:
 
--- 2.1. [row by row] run on the replica once per row; its rows count as rows_written
+-- 3.1. [row by row] run on the replica once per row; its rows count as rows_written
 -- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v12, :v13, :v14, :v15, :v16, :v17, :v18, :v19, :v2, :v20, :v21, :v22, :v23, :v24, :v25, :v26, :v27, :v28, :v29, :v3, :v30, :v31, :v32, :v33, :v34, :v35, :v36, :v4, :v5, :v6, :v7, :v8, :v9)
 -- = statements.sql mysql/copy_upsert.1
 -- mysql/max_allowed_packet (a long row's limit)  (binds: none)
 -- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
 
--- 2.2. [checkpoint] checkpoint on the replica (tracking, status running)
+-- 3.2. [checkpoint] checkpoint on the replica (tracking, status running)
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
 -- = shared/mysql/copy_column_status_clear.sql
 
--- 2.3. [always] commit the replica
+-- 3.3. [always] commit the replica
 
--- 3. [always] tracking on the replica
+-- 4. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -35,4 +55,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 4. [always] commit the replica
+-- 5. [always] commit the replica

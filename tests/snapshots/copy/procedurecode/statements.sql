@@ -860,6 +860,48 @@ FROM `opendental`.`procedurecode`
 WHERE (`DateTStamp` >= :w0_lo AND `DateTStamp` < :w0_hi)
   AND ((`DateTStamp` > :k0) OR (`DateTStamp` = :k0 AND `CodeNum` > :k1));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `CodeNum`,
+       `ProcCode`,
+       `Descript`,
+       `AbbrDesc`,
+       `ProcTime`,
+       `ProcCat`,
+       `TreatArea`,
+       `NoBillIns`,
+       `IsProsth`,
+       `DefaultNote`,
+       `IsHygiene`,
+       `GTypeNum`,
+       `AlternateCode1`,
+       `MedicalCode`,
+       `IsTaxed`,
+       `PaintType`,
+       `GraphicColor`,
+       `LaymanTerm`,
+       `IsCanadianLab`,
+       `PreExisting`,
+       `BaseUnits`,
+       `SubstitutionCode`,
+       `SubstOnlyIf`,
+       `DateTStamp`,
+       `IsMultiVisit`,
+       `DrugNDC`,
+       `RevenueCodeDefault`,
+       `ProvNumDefault`,
+       `CanadaTimeUnits`,
+       `IsRadiology`,
+       `DefaultClaimNote`,
+       `DefaultTPNote`,
+       `BypassGlobalLock`,
+       `TaxCode`,
+       `PaintText`,
+       `AreaAlsoToothRange`,
+       `DiagnosticCodes`
+FROM `opendental`.`procedurecode`
+WHERE `CodeNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `DateTStamp`, `CodeNum`,
        `CodeNum`,

@@ -793,6 +793,57 @@ FROM `opendental`.`provider`
 WHERE (`ProvNum` >= :w0_lo AND `ProvNum` <= :w0_hi)
   AND ((`ProvNum` > :k0));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `ProvNum`,
+       `Abbr`,
+       `ItemOrder`,
+       `LName`,
+       `FName`,
+       `MI`,
+       `Suffix`,
+       `FeeSched`,
+       `Specialty`,
+       `SSN`,
+       `StateLicense`,
+       `DEANum`,
+       `IsSecondary`,
+       `ProvColor`,
+       `IsHidden`,
+       `UsingTIN`,
+       `BlueCrossID`,
+       `SigOnFile`,
+       `MedicaidID`,
+       `OutlineColor`,
+       `SchoolClassNum`,
+       `NationalProvID`,
+       `CanadianOfficeNum`,
+       `DateTStamp`,
+       `AnesthProvType`,
+       `TaxonomyCodeOverride`,
+       `IsCDAnet`,
+       `EcwID`,
+       `StateRxID`,
+       `IsNotPerson`,
+       `StateWhereLicensed`,
+       `EmailAddressNum`,
+       `IsInstructor`,
+       `EhrMuStage`,
+       `ProvNumBillingOverride`,
+       `CustomID`,
+       `ProvStatus`,
+       `IsHiddenReport`,
+       `IsErxEnabled`,
+       `Birthdate`,
+       `SchedNote`,
+       `WebSchedDescript`,
+       `WebSchedImageLocation`,
+       `HourlyProdGoalAmt`,
+       `DateTerm`,
+       `PreferredName`
+FROM `opendental`.`provider`
+WHERE `ProvNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `ProvNum`,
        `ProvNum`,

@@ -3,15 +3,33 @@
 --   RecallTypeNum >= 500000 and <= 1000000
 -- situation: target populated; into the shadow; rows blocks; rebuilt from the source definition
 
--- 1. [shadow swap] run on the replica
+-- 1. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v2, :v3, :v4, :v5)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
+
+-- 2. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.1
 
--- 2. [shadow swap] run on the replica
+-- 3. [shadow swap] run on the replica
 -- mysql/create_replica_table  (binds: none)
 -- = statements.sql mysql/create_replica_table.2
 
--- 3. [blocks] block read of the source -> the steps below, per block
+-- 4. [blocks] block read of the source -> the steps below, per block
 -- mysql/session_blocks (session)  (binds: none)
 -- = shared/mysql/session_blocks.sql
 -- mysql/session_blocks_limit (session)  (binds: none)
@@ -37,29 +55,29 @@
 -- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
 -- = statements.sql mysql/copy_value_part.3
 
--- 3, for each block:
+-- 4, for each block:
 
--- 3.1. [blocks] run on the replica; its rows count as rows_written
+-- 4.1. [blocks] run on the replica; its rows count as rows_written
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.2
 -- mysql/statement_warnings (warnings)  (binds: none)
 -- = shared/mysql/statement_warnings.sql
 
--- 3.2. [always] commit the replica
+-- 4.2. [always] commit the replica
 
--- 4. [shadow swap] run on the replica
+-- 5. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 5. [shadow swap] run on the replica
+-- 6. [shadow swap] run on the replica
 -- mysql/swap_tables  (binds: none)
 -- = statements.sql mysql/swap_tables.1
 
--- 6. [shadow swap] run on the replica
+-- 7. [shadow swap] run on the replica
 -- mysql/drop_table  (binds: none)
 -- = statements.sql mysql/drop_table.2
 
--- 7. [always] tracking on the replica
+-- 8. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -67,4 +85,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 8. [always] commit the replica
+-- 9. [always] commit the replica

@@ -295,6 +295,17 @@ FROM `opendental`.`recalltype`
 WHERE (`RecallTypeNum` >= :w0_lo AND `RecallTypeNum` <= :w0_hi)
   AND ((`RecallTypeNum` > :k0));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `RecallTypeNum`,
+       `Description`,
+       `DefaultInterval`,
+       `TimePattern`,
+       `Procedures`,
+       `AppendToSpecial`
+FROM `opendental`.`recalltype`
+WHERE `RecallTypeNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `RecallTypeNum`,
        `RecallTypeNum`,

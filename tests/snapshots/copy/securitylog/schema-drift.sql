@@ -15,7 +15,25 @@
 
 -- 4. [schema drift] note: column 'DefNumError' retyped to bigint(20) in the replica
 
--- 5. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
+-- 5. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v2, :v3, :v4, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
+
+-- 6. [server-side] run on the replica chunk by chunk over the primary key (~0.25 s each); its rows count as rows_written and rows_read
 -- mysql/read_boundary (first boundary)  (binds: :offset)
 -- = statements.sql mysql/read_boundary.1
 -- mysql/read_boundary (next boundary)  (binds: :k0, :offset)
@@ -29,13 +47,13 @@
 -- mysql/copy_insert_select (last chunk)  (binds: :k0, :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_insert_select.12
 
--- 6. [server-side] run on the replica: the largest SecurityLogNum read
+-- 7. [server-side] run on the replica: the largest SecurityLogNum read
 -- mysql/copy_window_max  (binds: :w0_hi, :w0_lo)
 -- = statements.sql mysql/copy_window_max.3
 
--- 7. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
+-- 8. [server-side] note: server-side INSERT ... SELECT (rows_read counts rows written)
 
--- 8. [always] tracking on the replica
+-- 9. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -43,4 +61,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 9. [always] commit the replica
+-- 10. [always] commit the replica

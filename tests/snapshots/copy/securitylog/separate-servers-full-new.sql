@@ -7,7 +7,25 @@
 -- mysql/create_replica_table  (binds: none)
 -- = statements.sql mysql/create_replica_table.1
 
--- 2. [blocks] block read of the source -> the steps below, per block
+-- 2. [rejects] the rejected rows again: each read alone on the source, written on the replica once per row, marked moved for the load; commit
+-- mysql/copy_rejects_select (rejected rows)  (binds: :table_name)
+-- = shared/mysql/copy_rejects_select.sql
+-- mysql/copy_select_key (rejected row by its key)  (binds: :r0)
+-- = statements.sql mysql/copy_select_key.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_upsert  (binds: :v0, :v1, :v10, :v11, :v2, :v3, :v4, :v5, :v6, :v7, :v8, :v9)
+-- = statements.sql mysql/copy_upsert.1
+-- mysql/max_allowed_packet (a long row's limit)  (binds: none)
+-- = shared/mysql/max_allowed_packet.sql
+-- mysql/copy_rejects_upsert (a value longer than the limit: the row rejected)  (binds: :column_name, :error, :key_value, :setting, :size_bytes, :table_name, :tried)
+-- = shared/mysql/copy_rejects_upsert.sql
+-- mysql/copy_rejects_moved (moved)  (binds: :key_value, :table_name, :tried)
+-- = shared/mysql/copy_rejects_moved.sql
+-- mysql/copy_rejects_delete (gone)  (binds: :key_value, :table_name)
+-- = shared/mysql/copy_rejects_delete.sql
+
+-- 3. [blocks] block read of the source -> the steps below, per block
 -- mysql/session_blocks (session)  (binds: none)
 -- = shared/mysql/session_blocks.sql
 -- mysql/session_blocks_limit (session)  (binds: none)
@@ -31,17 +49,17 @@
 -- mysql/copy_value_part (long value part)  (binds: :part_length, :part_start, :r0)
 -- = statements.sql mysql/copy_value_part.2
 
--- 2, for each block:
+-- 3, for each block:
 
--- 2.1. [blocks] run on the replica; its rows count as rows_written
+-- 3.1. [blocks] run on the replica; its rows count as rows_written
 -- mysql/copy_load_infile  (binds: :path)
 -- = statements.sql mysql/copy_load_infile.1
 -- mysql/statement_warnings (warnings)  (binds: none)
 -- = shared/mysql/statement_warnings.sql
 
--- 2.2. [always] commit the replica
+-- 3.2. [always] commit the replica
 
--- 3. [always] tracking on the replica
+-- 4. [always] tracking on the replica
 -- mysql/copy_status_upsert  (binds: :copy_status, :last_primary_value, :primary_column_name, :rows_copied, :table_name)
 -- = shared/mysql/copy_status_upsert.sql
 -- mysql/copy_column_status_clear  (binds: :table_name)
@@ -49,4 +67,4 @@
 -- mysql/run_history_insert  (binds: :error, :notes, :phase, :primary_column_name, :rows_read, :rows_written, :run_id, :started_at, :status, :strategy, :table_name, :values_adjusted, :watermark_after, :watermark_before)
 -- = shared/mysql/run_history_insert.sql
 
--- 4. [always] commit the replica
+-- 5. [always] commit the replica

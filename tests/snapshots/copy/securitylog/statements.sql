@@ -366,6 +366,23 @@ FROM `opendental`.`securitylog`
 WHERE (`SecurityLogNum` >= :w0_lo AND `SecurityLogNum` <= :w0_hi)
   AND ((`SecurityLogNum` > :k0));
 
+-- mysql/copy_select_key.1  (binds: :r0)
+SELECT
+       `SecurityLogNum`,
+       `PermType`,
+       `UserNum`,
+       `LogDateTime`,
+       `LogText`,
+       `PatNum`,
+       `CompName`,
+       `FKey`,
+       `LogSource`,
+       `DefNum`,
+       `DefNumError`,
+       `DateTPrevious`
+FROM `opendental`.`securitylog`
+WHERE `SecurityLogNum` = :r0;
+
 -- mysql/copy_select_rows.1  (binds: :batch_size, :w0_hi, :w0_lo)
 SELECT `SecurityLogNum`,
        `SecurityLogNum`,

@@ -32,6 +32,7 @@ from etl.blocks import TARGET_SECONDS, resize
 from etl.config import EtlConfig, TableConfig
 from etl.db import execute, fetch_all, fetch_one
 from etl.dialects import for_url, mysql, postgres
+from etl.errors import PhaseError
 from etl.render import Ident
 from etl.schema import INTEGER_TYPES, Column
 from etl.settings import Settings
@@ -70,6 +71,10 @@ class Side:
     def rows(self, key: Ident, columns: tuple[Column, ...], lo: int, hi: int) -> dict[int, int]:
         rows = fetch_all(self.conn, self.render("verify_rows", key=key, columns=_canonical(columns)),
                          {"lo": lo, "hi": hi})
+        null = next((k for k, h in rows if h is None), None)
+        if null is not None:  # a string built on the server came back NULL: too long, not equal to anything
+            raise PhaseError(f"verify {self.table}: the row hash of key {null} came back NULL on the {self.name} "
+                             "(a value longer than max_allowed_packet there); raise it to compare this row")
         return {int(k): int(h) for k, h in rows}
 
     def delete(self, key: Ident, keys: list[int], raw_schema: str) -> int:

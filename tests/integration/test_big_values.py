@@ -135,6 +135,18 @@ def test_big_values_arrive_byte_for_byte(settings, path, monkeypatch):
     assert source_rows(p) == expected
     assert source_rows(p, "replica") == expected
     assert raw_rows(p) == expected
+    # verify hashes rows on the servers, at the server's own max_allowed_packet (below the 20 MiB values):
+    # a long value enters the row hash as its MD5, since its HEX or the row's CONCAT would come back NULL
+    # and hash like a NULL. One byte changed in raw's 20 MiB text is found.
+    from etl.verify import verify
+
+    config = load_config(p.settings.tables_path)
+    report = verify(p.settings, config)
+    assert report["ok"] and report["differing_rows"] == 0, report["tables"][0]["pairs"]
+    p.raw('UPDATE raw.document SET "RawBase64" = overlay("RawBase64" placing \'#\' from 10000000) '
+          'WHERE "DocNum" = 6')
+    report = verify(p.settings, config)
+    assert not report["ok"] and report["differing_rows"] == 1, report["tables"][0]["pairs"]
 
 
 @pytest.mark.parametrize("path", PATHS)

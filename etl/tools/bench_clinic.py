@@ -565,10 +565,13 @@ def _moment(value: Any):
 
 
 def _json_tail(path: Path) -> str:
-    """The JSON document `etl verify --json` printed (its log lines go to the same file, before it)."""
+    """The JSON document `etl verify --json` printed (its log lines go to the same file, before it, and its
+    table on stderr, after it): the document alone."""
     text = path.read_text(errors="replace")
     start = text.find("\n{")
-    return text[start + 1:] if start >= 0 else text[text.find("{"):]
+    text = text[start + 1:] if start >= 0 else text[text.find("{"):]
+    _, end = json.JSONDecoder().raw_decode(text)
+    return text[:end]
 
 
 def _worst(samples: list[dict[str, Any]]) -> dict[str, Any]:

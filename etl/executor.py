@@ -287,7 +287,9 @@ class Executor:
                 upto = None if found is None else tuple(watermark.typed(v, k) for v, k in zip(found, step.kinds))
                 bounds = dict(params, **keyset, **({} if upto is None else {f"u{i}": v for i, v in enumerate(upto)}))
                 execute(cur, step.statement.get(after is not None, upto is not None), bounds)
-                self._count(step.counts, max(cur.rowcount, 0))
+                changed, records = _rows_changed(cur)  # an upsert's affected rows count an update twice
+                for counter in step.counts:
+                    self._count((counter,), records if counter == "rows_read" and records is not None else changed)
                 if upto is None:
                     return
                 after, keys = upto, resize(keys, time.monotonic() - started, step.seconds)

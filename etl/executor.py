@@ -92,9 +92,7 @@ class Executor:
             conn = self.conns[step.on]
             with conn.cursor() as cur, _progress(step.progress, conn), stop.cancel_on_stop(_canceller(conn)):
                 execute(cur, step.statement, self._resolve(step.params, extra))
-                changed, records = _rows_changed(cur)
-                for counter in step.counts:
-                    self._count((counter,), records if counter == "rows_read" and records is not None else changed)
+                self._count_statement(step.counts, cur)
             if step.warnings is not None:
                 self.refuse_warnings(step)
         elif isinstance(step, Chunked):
@@ -246,6 +244,13 @@ class Executor:
                 execute(cur, append.get(), dict(key, part=part))
         return True
 
+    def _count_statement(self, counts: tuple[str, ...], cur: Any) -> None:
+        """A statement's rows: written = what it changed (an upsert's affected rows count an update twice),
+        read = what it was given, where the server says (_rows_changed)."""
+        changed, records = _rows_changed(cur)
+        for counter in counts:
+            self._count((counter,), records if counter == "rows_read" and records is not None else changed)
+
     def note(self, text: str, level: str | None = None) -> None:
         self.outcome.notes.append(text)
         if level:
@@ -287,9 +292,7 @@ class Executor:
                 upto = None if found is None else tuple(watermark.typed(v, k) for v, k in zip(found, step.kinds))
                 bounds = dict(params, **keyset, **({} if upto is None else {f"u{i}": v for i, v in enumerate(upto)}))
                 execute(cur, step.statement.get(after is not None, upto is not None), bounds)
-                changed, records = _rows_changed(cur)  # an upsert's affected rows count an update twice
-                for counter in step.counts:
-                    self._count((counter,), records if counter == "rows_read" and records is not None else changed)
+                self._count_statement(step.counts, cur)
                 if upto is None:
                     return
                 after, keys = upto, resize(keys, time.monotonic() - started, step.seconds)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Iterable
@@ -29,6 +30,8 @@ from etl.dialects import for_url, mysql
 from etl.plan import Plan, StoredState
 from etl.render import Statement
 from etl.settings import Settings
+
+log = logging.getLogger("etl.tracking")
 
 #: Where each phase's status rows live.
 PHASE_SIDE = {"copy": "replica", "load": "analytics", "transform": "analytics"}
@@ -127,6 +130,18 @@ class Store:
         self.write_history(conn, History(run_id=run_id, phase=phase, table=table.name, started_at=started_at,
                                          status="failed", primary_column_name=primary, error=error))
         conn.commit()
+
+    def record_unplanned(self, conn: Any, phase: str, table: Any, run_id: str, started_at: dt.datetime,
+                         exc: Exception) -> None:
+        """write_unplanned_failure for the exception a run raised before it had a plan; best effort (the
+        tracking database may be what failed), the secrets of the message masked."""
+        from etl.errors import EtlError, mask_secrets
+
+        message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
+        try:
+            self.write_unplanned_failure(conn, phase, table, run_id, started_at, message)
+        except Exception:
+            log.warning("%s: the failure could not be recorded in the tracking tables", table.name, exc_info=True)
 
     def feed_statements(self, phase: str) -> tuple[Statement, Statement]:
         """Reading and saving the deletedobject feed's watermark (a row of the column-status table)."""

@@ -398,20 +398,6 @@ def _connect(settings: Settings) -> tuple[Any, Any]:
     return source, replica
 
 
-def _record_unplanned(store: tracking.Store, conn: Any, config: TableConfig, run_id: str, started: Any,
-                     exc: Exception) -> None:
-    """The failure of a run that never got its plan, in the tracking (best effort: the tracking database
-    may be what failed)."""
-    from etl.errors import EtlError, mask_secrets
-
-    message = mask_secrets(str(exc) if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}")
-    try:
-        store.write_unplanned_failure(conn, "copy" if store.side == "replica" else "load", config, run_id,
-                                      started, message)
-    except Exception:
-        log.warning("%s: the failure could not be recorded in the tracking tables", config.name, exc_info=True)
-
-
 def _drop_shadow(replica: Any, planned: Recipe) -> None:
     """A failed or interrupted full refresh leaves no half-filled shadow table behind (best effort: the
     connection may be the thing that failed; the next refresh drops it before filling it anyway)."""
@@ -445,7 +431,7 @@ def copy_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
         try:
             planned = prepare(settings, source, replica, config, full=full, strategy=strategy)
         except Exception as exc:  # before any data moves: recorded all the same
-            _record_unplanned(tracking.for_phase(settings, "copy"), replica, config, run_id, started, exc)
+            tracking.for_phase(settings, "copy").record_unplanned(replica, "copy", config, run_id, started, exc)
             raise
         store = tracking.for_phase(settings, "copy")
         try:

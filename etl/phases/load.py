@@ -300,8 +300,7 @@ def load_table(settings: Settings, config: TableConfig, run_id: str, *, full: bo
         try:
             planned = prepare(settings, replica, analytics, config, full=full, strategy=strategy)
         except Exception as exc:  # before any data moves: recorded all the same
-            from etl.phases.copy import _record_unplanned
-            _record_unplanned(tracking.for_phase(settings, "load"), analytics, config, run_id, started, exc)
+            tracking.for_phase(settings, "load").record_unplanned(analytics, "load", config, run_id, started, exc)
             raise
         outcome = executor.run_phase(planned, {"replica": replica, "analytics": analytics}, run_id=run_id,
                                      store=tracking.for_phase(settings, "load"), tracked_on="analytics")
